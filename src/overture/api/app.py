@@ -1,0 +1,94 @@
+"""Build the FastAPI application for one AppContext."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from overture import __version__
+from overture.auth.router import router as auth_router
+from overture.config import Settings
+from overture.db import migrate
+from overture.db.context import AppContext
+from overture.db.notify import bus
+from overture.errors import OvertureError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) -> FastAPI:
+    ctx = ctx or AppContext.from_settings(Settings())
+    if run_migrations:
+        migrate.upgrade(ctx.settings.resolved_database_url, ctx.engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bus.start_listening(ctx.engine)
+        yield
+
+    app = FastAPI(
+        title="Overture",
+        version=__version__,
+        description="Self-hosted campaign orchestration: audiences, real-time decisions, journeys, "
+        "orchestrated experiences, batch decisioning campaigns and broadcasts.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    _install_error_handlers(app)
+    _install_health(app, ctx)
+
+    # One line per surface. Keep this list in layer order; surfaces never import each other.
+    app.include_router(auth_router)
+    # -- surfaces: add `app.include_router(...)` lines below this marker --
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OvertureError)
+    async def _overture_error(_request: Request, exc: OvertureError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=_auth_headers(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
+                "message": err.get("msg", "invalid"),
+                "type": err.get("type"),
+            }
+            for err in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "", "message": "invalid request"}
+        detail = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+        return JSONResponse({"detail": detail, "code": "invalid", "errors": errors}, status_code=422)
+
+
+def _auth_headers(exc: OvertureError) -> dict[str, str] | None:
+    return {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+
+
+def _install_health(app: FastAPI, ctx: AppContext) -> None:
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        """The database answers and its schema is at the latest migration."""
+        try:
+            with ctx.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            current = migrate.is_current(ctx.engine)
+        except Exception as exc:  # readiness reports, it does not raise
+            log.warning("readiness check failed: %s", exc)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        if not current:
+            return JSONResponse({"status": "unavailable", "migrations": "pending"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok", "migrations": "current"})

@@ -1,0 +1,101 @@
+"""FastAPI dependencies: the app context, the caller, scope checks and the request's unit of work.
+
+Every route of a workspace-scoped surface uses `WorkspaceRouter`-style dependencies:
+`authenticate` (401), `check_workspace_path` (404 for another workspace's path), `require(scope)` (403)
+and `get_session` (one transaction per request, bound to the caller's workspace so every ORM query is
+filtered to it by construction)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from overture.auth.service import Caller, KeyAuthenticator
+from overture.db.context import AppContext
+from overture.db.engine import bind_workspace
+from overture.errors import NotFound, Unauthorized
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def _authenticator(ctx: AppContext) -> KeyAuthenticator:
+    auth: KeyAuthenticator = ctx.service("authenticator", lambda c: KeyAuthenticator(c.sessions))
+    return auth
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization header must be 'Bearer <key>'")
+    return token.strip()
+
+
+def authenticate(request: Request, ctx: Annotated[AppContext, Depends(get_ctx)]) -> Caller:
+    cached: Caller | None = getattr(request.state, "caller", None)
+    if cached is not None:
+        return cached
+    caller = _authenticator(ctx).authenticate(bearer_token(request))
+    request.state.caller = caller
+    return caller
+
+
+CurrentCaller = Annotated[Caller, Depends(authenticate)]
+
+
+def check_workspace_path(
+    id: str,
+    caller: CurrentCaller,
+    x_workspace_id: Annotated[
+        str | None, Header(description="Optional; must name the path's workspace")
+    ] = None,
+) -> Caller:
+    """A path naming another workspace answers 404, never 403: it does not confirm it exists."""
+    if id != caller.workspace_id:
+        raise NotFound("workspace not found")
+    if x_workspace_id is not None and x_workspace_id != id:
+        raise NotFound("workspace not found", field="X-Workspace-ID")
+    return caller
+
+
+def require(scope: str) -> Callable[[Caller], Caller]:
+    """Dependency factory: the caller must hold `scope` (or `admin`); 403 otherwise."""
+
+    def dependency(caller: CurrentCaller) -> Caller:
+        caller.require(scope)
+        return caller
+
+    dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    return dependency
+
+
+def get_session(
+    request: Request, caller: CurrentCaller, ctx: Annotated[AppContext, Depends(get_ctx)]
+) -> Iterator[Session]:
+    """The request's unit of work: commits when the endpoint returns, rolls back if it raises.
+    Writing requests take the SQLite write lock at BEGIN so concurrent writers queue, not fail."""
+    session = ctx.sessions()
+    if request.method not in READ_METHODS:
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+    bind_workspace(session, caller.workspace_id)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(get_session, scope="function")]

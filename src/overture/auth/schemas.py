@@ -1,0 +1,46 @@
+"""Request and response bodies for workspaces and keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from overture.auth.scopes import SCOPES
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeyCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(default_factory=list, description=f"Any of: {', '.join(SCOPES)}")
+    public: bool = False
+
+
+class KeyRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    scopes: list[str]
+    prefix: str
+    public: bool
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+
+class KeyCreated(KeyRead):
+    secret: str = Field(description="The key itself. Shown once; store it now.")
+
+
+class WorkspaceRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    timezone: str
+    created_at: datetime

@@ -1,0 +1,172 @@
+"""Workspaces and API keys: creation, authentication (cached, constant-time), revocation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from overture.auth.models import ApiKey, Workspace
+from overture.auth.scopes import ADMIN, PUBLIC_SCOPES, grants, unknown_scopes
+from overture.db.base import utcnow
+from overture.db.engine import transaction
+from overture.db.notify import bus
+from overture.errors import Forbidden, Invalid, NotFound, Unauthorized
+
+KEY_TOPIC = "api_keys"
+PREFIX_LEN = 11  # "sk_" + 8 characters of the secret
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Caller:
+    workspace_id: str
+    key_id: str
+    scopes: frozenset[str]
+    public: bool
+
+    def has(self, scope: str) -> bool:
+        if self.public and scope not in PUBLIC_SCOPES:
+            return False
+        return grants(self.scopes, scope)
+
+    def require(self, scope: str) -> None:
+        if not self.has(scope):
+            if self.public:
+                raise Forbidden("public keys may only call the SDK decision and event endpoints")
+            raise Forbidden(f"this key lacks the '{scope}' scope", details={"required_scope": scope})
+
+
+def hash_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_workspace(session: Session, name: str, timezone: str = "UTC") -> Workspace:
+    ws = Workspace(name=name, timezone=timezone, settings={})
+    session.add(ws)
+    session.flush()
+    return ws
+
+
+def get_workspace(session: Session, workspace_id: str) -> Workspace:
+    ws = session.get(Workspace, workspace_id)
+    if ws is None:
+        raise NotFound("workspace not found")
+    return ws
+
+
+def create_key(
+    session: Session, workspace_id: str, *, name: str, scopes: list[str], public: bool = False
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the record and the secret, which is never retrievable again."""
+    bad = unknown_scopes(scopes)
+    if bad:
+        raise Invalid(f"unknown scope '{bad[0]}'", field="scopes")
+    if public:
+        extra = sorted(set(scopes) - PUBLIC_SCOPES)
+        if extra:
+            raise Invalid(
+                f"public keys may only carry {sorted(PUBLIC_SCOPES)}; got '{extra[0]}'", field="scopes"
+            )
+        scopes = sorted(set(scopes) or PUBLIC_SCOPES)
+    elif not scopes:
+        raise Invalid("a private key needs at least one scope", field="scopes")
+    token = ("pk_" if public else "sk_") + secrets.token_urlsafe(32)
+    key = ApiKey(
+        workspace_id=workspace_id,
+        name=name,
+        prefix=token[:PREFIX_LEN],
+        key_hash=hash_key(token),
+        scopes=sorted(set(scopes)),
+        public=public,
+        created_at=utcnow(),
+    )
+    session.add(key)
+    session.flush()
+    return key, token
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(sa.select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+
+
+def revoke_key(session: Session, key_id: str) -> None:
+    key = session.get(ApiKey, key_id)
+    if key is None or key.revoked_at is not None:
+        raise NotFound("API key not found")
+    key.revoked_at = utcnow()
+    bus.publish_on_commit(session, KEY_TOPIC, key.workspace_id)
+
+
+@dataclass
+class _Cached:
+    caller: Caller
+    last_used_at: datetime | None
+
+
+class KeyAuthenticator:
+    """Resolves bearer tokens to callers. Valid keys are cached in memory (the decision path must
+    not pay a database read per request) and dropped the moment any key of their workspace is
+    revoked, in this process and, on PostgreSQL, in every other."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._cache: dict[str, _Cached] = {}
+        self._lock = threading.Lock()
+        self._generation = 0  # bumped on invalidation; a load that raced a revocation is not cached
+        bus.subscribe(KEY_TOPIC, self._invalidate_workspace)
+
+    def _invalidate_workspace(self, workspace_id: str) -> None:
+        with self._lock:
+            self._generation += 1
+            for digest in [d for d, c in self._cache.items() if c.caller.workspace_id == workspace_id]:
+                del self._cache[digest]
+
+    def authenticate(self, token: str | None) -> Caller:
+        if not token or not token.startswith(("sk_", "pk_")) or len(token) > 200:
+            raise Unauthorized("missing or malformed API key")
+        digest = hash_key(token)
+        cached = self._cache.get(digest)
+        if cached is None:
+            cached = self._load(token, digest)
+        now = utcnow()
+        if cached.last_used_at is None or now - cached.last_used_at > LAST_USED_RESOLUTION:
+            cached.last_used_at = now
+            self._touch(cached.caller.key_id, now)
+        return cached.caller
+
+    def _load(self, token: str, digest: str) -> _Cached:
+        generation = self._generation
+        with transaction(self._sessions, write=False) as session:
+            candidates = session.scalars(
+                sa.select(ApiKey).where(ApiKey.prefix == token[:PREFIX_LEN], ApiKey.revoked_at.is_(None))
+            ).all()
+            match = next((k for k in candidates if hmac.compare_digest(k.key_hash, digest)), None)
+            if match is None:
+                raise Unauthorized("invalid or revoked API key")
+            entry = _Cached(
+                Caller(match.workspace_id, match.id, frozenset(match.scopes), match.public),
+                match.last_used_at,
+            )
+        with self._lock:
+            if generation == self._generation:
+                self._cache[digest] = entry
+        return entry
+
+    def _touch(self, key_id: str, now: datetime) -> None:
+        with transaction(self._sessions) as session:
+            session.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+
+def bootstrap_workspace(session: Session, name: str) -> tuple[Workspace, str, str]:
+    """A new workspace with an admin private key and a public key (what `overture init` prints)."""
+    ws = create_workspace(session, name)
+    _, secret = create_key(session, ws.id, name="admin", scopes=[ADMIN])
+    _, public = create_key(session, ws.id, name="public", scopes=sorted(PUBLIC_SCOPES), public=True)
+    return ws, secret, public

@@ -1,0 +1,1 @@
+"""Pure logic, no I/O: filters, DAG checks, schedules, bucketing, statistics, ranking."""

@@ -1,0 +1,1 @@
+"""Profile data plane: sources, entity models, profiles and events, segment SQL, CSV/Parquet import."""

@@ -1,0 +1,1 @@
+"""Application database: engine and sessions, declarative base, migrations, change notifications."""

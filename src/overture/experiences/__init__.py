@@ -1,0 +1,1 @@
+"""Orchestrated experiences (seed 000): campaign > stage > experience hierarchies and candidates."""

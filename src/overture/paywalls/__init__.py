@@ -1,0 +1,1 @@
+"""Real-time paywall campaigns (seed 004): placements, audiences, experiments, register(placement)."""

@@ -1,0 +1,1 @@
+"""Runtime: scheduler, durable job queue and workers, transactional outbox and its dispatcher."""
