@@ -1,0 +1,506 @@
+"""Durable job queue in the application database: enqueue, claim with a lease, run, finish fenced.
+
+Job states (column `status`)::
+
+    queued ──claim──> running ──ok──> succeeded
+      ^                 │ ├─error, attempts left──> queued (run_at = now + backoff with jitter)
+      │                 │ ├─error, none left / Permanent──> dead (last_error kept)
+      │                 │ └─cancel requested──> cancelled
+      └──lease expired──┘   (a crashed or paused worker's job is claimed again: attempt + 1)
+
+Ownership is a lease (`locked_until`) plus the attempt number as a fencing token: every write that
+finishes or extends a job is `UPDATE ... WHERE id = ? AND attempt = ? AND status = 'running'`, so a
+worker that lost its lease (killed, paused past it, partitioned) can never finish or overwrite the
+job another worker now holds. Handlers that write to the database should do so in
+`job.transaction()`, which performs that check inside the same transaction as their writes; with
+`complete=True` the job is marked succeeded in that same transaction (exactly-once effects).
+
+Claiming: PostgreSQL uses `SELECT ... FOR UPDATE SKIP LOCKED` so any number of workers claim
+disjoint jobs; SQLite takes the write lock at `BEGIN IMMEDIATE`, which serializes claims.
+
+Handlers are registered with `@job_handler("kind")` in a surface's `tasks.py`, listed in
+`overture.api.tasks.TASK_MODULES` so every process that runs jobs imports them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from overture.db.base import new_id
+from overture.db.context import AppContext
+from overture.runtime.clock import ASAP, now_for, register
+from overture.runtime.models import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_LEASE",
+    "JobCancelled",
+    "JobContext",
+    "JobInterrupted",
+    "LeaseLost",
+    "Permanent",
+    "Retry",
+    "cancel_job",
+    "drain",
+    "enqueue_job",
+    "job_handler",
+]
+
+#: How long a claim is held without a heartbeat. Workers heartbeat running jobs automatically.
+DEFAULT_LEASE = timedelta(seconds=60)
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_CAP_SECONDS = 3600.0
+MAX_ERROR_CHARS = 4000
+
+Handler = Callable[[AppContext, "JobContext"], None]
+_HANDLERS: dict[str, Handler] = {}
+#: Set after a transaction that enqueued a job commits, so idle workers in this process wake up.
+job_wakeup = threading.Event()
+
+
+class LeaseLost(Exception):
+    """This attempt no longer owns the job (its lease expired and another worker claimed it)."""
+
+
+class JobCancelled(Exception):
+    """Cancellation was requested; raised by `JobContext.check()`."""
+
+
+class JobInterrupted(Exception):
+    """The worker is shutting down; the job goes back to the queue without using up an attempt."""
+
+
+class Retry(Exception):
+    """Raise from a handler to retry after `after` seconds (counts as an attempt)."""
+
+    def __init__(self, message: str = "retry requested", *, after: float | None = None) -> None:
+        super().__init__(message)
+        self.after = after
+
+
+class Permanent(Exception):
+    """Raise from a handler for an error retrying cannot fix: the job goes straight to dead."""
+
+
+def job_handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register `fn(ctx, job)` as the handler of jobs of `kind` (one handler per kind)."""
+
+    def decorate(fn: Handler) -> Handler:
+        existing = _HANDLERS.get(kind)
+        if existing is not None and existing is not fn and _qualname(existing) != _qualname(fn):
+            raise ValueError(f"job kind {kind!r} already has a handler: {_qualname(existing)}")
+        _HANDLERS[kind] = fn
+        return fn
+
+    return decorate
+
+
+def _qualname(fn: Handler) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+
+
+def rowcount(result: sa.Result[Any]) -> int:
+    """Rows matched by an UPDATE/DELETE (session.execute types it as a plain Result)."""
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def registered_kinds() -> list[str]:
+    return sorted(_HANDLERS)
+
+
+def _dialect_insert(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def enqueue_job(
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    workspace_id: str | None = None,
+    unique_key: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int = 5,
+) -> str:
+    """Add a job in the caller's transaction and return its id (it runs once that commits).
+
+    With `unique_key`, enqueueing again returns the existing job's id instead of adding one; the
+    key is a UNIQUE column, so this holds across processes and keeps holding after the job has
+    finished. `run_at` defaults to "as soon as possible" (due under any clock)."""
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    now = now_for(session)
+    job_id = new_id()
+    values: dict[str, Any] = {
+        "id": job_id,
+        "kind": kind,
+        "payload": payload,
+        "workspace_id": workspace_id,
+        "unique_key": unique_key,
+        "status": JobStatus.QUEUED,
+        "attempt": 0,
+        "max_attempts": max_attempts,
+        "run_at": run_at or ASAP,
+        "cancel_requested": False,
+        "created_at": now,
+    }
+    if unique_key is None:
+        session.execute(sa.insert(Job).values(**values))
+    else:
+        stmt = (
+            _dialect_insert(session)(Job)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["unique_key"])
+            .returning(Job.id)
+        )
+        inserted = session.execute(stmt).scalar()
+        if inserted is None:
+            existing = session.execute(sa.select(Job.id).where(Job.unique_key == unique_key)).scalar_one()
+            return str(existing)
+        job_id = str(inserted)
+    session.info["overture_job_enqueued"] = True
+    return job_id
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_workers(session: Session) -> None:
+    if session.info.pop("overture_job_enqueued", False):
+        job_wakeup.set()
+
+
+def cancel_job(session: Session, job_id: str) -> bool:
+    """Cancel a queued job now, or ask a running one to stop at its next `check()`/heartbeat."""
+    now = now_for(session)
+    done = rowcount(
+        session.execute(
+            sa.update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+            .values(status=JobStatus.CANCELLED, finished_at=now)
+        )
+    )
+    if done:
+        return True
+    return bool(
+        rowcount(
+            session.execute(
+                sa.update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+                .values(cancel_requested=True)
+            )
+        )
+    )
+
+
+def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: base * 2^(attempt-1), capped, scaled by a factor in [0.5, 1)."""
+    raw = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2 ** max(0, attempt - 1)))
+    return float(raw * (0.5 + 0.5 * (rng or random).random()))
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"[:100]
+
+
+@dataclass
+class JobContext:
+    """What a handler gets: the job's identity and payload, plus fenced access to the database."""
+
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    workspace_id: str | None
+    max_attempts: int
+    _ctx: AppContext = field(repr=False)
+    _lease: timedelta = field(repr=False, default=DEFAULT_LEASE)
+    _stopping: threading.Event | None = field(repr=False, default=None)
+    _completed: bool = field(repr=False, default=False)
+    _lost: bool = field(repr=False, default=False)
+
+    def _fence(self) -> Any:
+        return sa.and_(Job.id == self.id, Job.attempt == self.attempt, Job.status == JobStatus.RUNNING)
+
+    def heartbeat(self) -> None:
+        """Extend the lease. Raises LeaseLost if this attempt no longer owns the job and
+        JobCancelled if cancellation was requested."""
+        with self._ctx.transaction() as session:
+            cancel = self._extend(session)
+        if cancel:
+            raise JobCancelled(f"job {self.id} was cancelled")
+
+    def _extend(self, session: Session) -> bool:
+        row = session.execute(
+            sa.update(Job)
+            .where(self._fence())
+            .values(locked_until=self._ctx.clock.now() + self._lease)
+            .returning(Job.cancel_requested)
+        ).first()
+        if row is None:
+            self._lost = True
+            raise LeaseLost(f"job {self.id} attempt {self.attempt} lost its lease")
+        return bool(row[0])
+
+    def check(self) -> None:
+        """Raise if the job should stop: lease lost, cancelled, or the worker is shutting down.
+        Cheap enough to call between chunks of work (one indexed read)."""
+        if self._lost:
+            raise LeaseLost(f"job {self.id} attempt {self.attempt} lost its lease")
+        if self._stopping is not None and self._stopping.is_set():
+            raise JobInterrupted("worker shutting down")
+        with self._ctx.transaction(write=False) as session:
+            row = session.execute(
+                sa.select(Job.attempt, Job.status, Job.cancel_requested).where(Job.id == self.id)
+            ).first()
+        if row is None or row.attempt != self.attempt or row.status != JobStatus.RUNNING:
+            self._lost = True
+            raise LeaseLost(f"job {self.id} attempt {self.attempt} lost its lease")
+        if row.cancel_requested:
+            raise JobCancelled(f"job {self.id} was cancelled")
+
+    @contextmanager
+    def transaction(self, *, complete: bool = False) -> Iterator[Session]:
+        """A write transaction that commits only while this attempt still owns the job (the check
+        and the lease extension run inside it). With `complete=True` the job is also marked
+        succeeded in it, so its writes and its completion commit together or not at all.
+        The session is bound to the job's workspace when the job has one."""
+        with self._ctx.transaction(workspace_id=self.workspace_id) as session:
+            if complete:
+                now = self._ctx.clock.now()
+                done = rowcount(
+                    session.execute(
+                        sa.update(Job)
+                        .where(self._fence())
+                        .values(
+                            status=JobStatus.SUCCEEDED, finished_at=now, locked_until=None, last_error=None
+                        )
+                    )
+                )
+                if done != 1:
+                    self._lost = True
+                    raise LeaseLost(f"job {self.id} attempt {self.attempt} lost its lease")
+            else:
+                self._extend(session)
+            yield session
+        if complete:
+            self._completed = True
+
+
+@dataclass
+class _Claimed:
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    workspace_id: str | None
+    max_attempts: int
+
+
+def claim(
+    ctx: AppContext, worker: str, *, lease: timedelta = DEFAULT_LEASE, kinds: list[str] | None = None
+) -> _Claimed | None:
+    """Claim the next job: first one whose lease expired, else the oldest due queued one."""
+    now = ctx.clock.now()
+    postgres = ctx.engine.dialect.name == "postgresql"
+    with ctx.transaction() as session:
+        for expired in (True, False):
+            while True:
+                if expired:
+                    cond = sa.and_(Job.status == JobStatus.RUNNING, Job.locked_until < now)
+                    order = Job.locked_until
+                else:
+                    cond = sa.and_(Job.status == JobStatus.QUEUED, Job.run_at <= now)
+                    order = Job.run_at  # ties (ASAP jobs) in arbitrary order
+                query = sa.select(Job.id, Job.attempt, Job.max_attempts).where(cond)
+                if kinds is not None:
+                    query = query.where(Job.kind.in_(kinds))
+                query = query.order_by(order).limit(1)
+                if postgres:
+                    query = query.with_for_update(skip_locked=True)
+                row = session.execute(query).first()
+                if row is None:
+                    break
+                if expired and row.attempt >= row.max_attempts:
+                    # Its last attempt died with its worker: nothing left to retry.
+                    session.execute(
+                        sa.update(Job)
+                        .where(Job.id == row.id, Job.attempt == row.attempt)
+                        .values(
+                            status=JobStatus.DEAD,
+                            finished_at=now,
+                            locked_until=None,
+                            last_error=f"lease expired on attempt {row.attempt} (worker lost)",
+                        )
+                    )
+                    continue
+                got = session.execute(
+                    sa.update(Job)
+                    .where(Job.id == row.id, Job.attempt == row.attempt)
+                    .values(
+                        status=JobStatus.RUNNING,
+                        attempt=Job.attempt + 1,
+                        locked_until=now + lease,
+                        locked_by=worker,
+                        started_at=now,
+                    )
+                    .returning(Job.id, Job.kind, Job.payload, Job.attempt, Job.workspace_id, Job.max_attempts)
+                ).first()
+                if got is None:
+                    continue
+                if expired:
+                    log.warning("job %s reclaimed after its lease expired (attempt %s)", got.id, got.attempt)
+                return _Claimed(
+                    got.id, got.kind, got.payload, got.attempt, got.workspace_id, got.max_attempts
+                )
+    return None
+
+
+def _fenced_update(ctx: AppContext, claimed: _Claimed, **values: Any) -> bool:
+    with ctx.transaction() as session:
+        done = rowcount(
+            session.execute(
+                sa.update(Job)
+                .where(Job.id == claimed.id, Job.attempt == claimed.attempt, Job.status == JobStatus.RUNNING)
+                .values(**values)
+            )
+        )
+    if not done:
+        log.warning("job %s attempt %s: lease lost, outcome discarded", claimed.id, claimed.attempt)
+    return bool(done)
+
+
+def _error_text(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return text[:MAX_ERROR_CHARS]
+
+
+def execute(
+    ctx: AppContext,
+    claimed: _Claimed,
+    *,
+    lease: timedelta = DEFAULT_LEASE,
+    stopping: threading.Event | None = None,
+    active: dict[str, JobContext] | None = None,
+    raise_errors: bool = False,
+) -> str:
+    """Run one claimed job to an outcome and record it, fenced by its attempt. Returns the status
+    recorded ("succeeded", "queued", "dead", "cancelled") or "lost" when the lease was lost."""
+    job = JobContext(
+        id=claimed.id,
+        kind=claimed.kind,
+        payload=claimed.payload,
+        attempt=claimed.attempt,
+        workspace_id=claimed.workspace_id,
+        max_attempts=claimed.max_attempts,
+        _ctx=ctx,
+        _lease=lease,
+        _stopping=stopping,
+    )
+    if active is not None:
+        active[job.id] = job
+    try:
+        return _run(ctx, claimed, job, raise_errors=raise_errors)
+    finally:
+        if active is not None:
+            active.pop(job.id, None)
+
+
+def _run(ctx: AppContext, claimed: _Claimed, job: JobContext, *, raise_errors: bool) -> str:
+    now = ctx.clock.now
+    handler = _HANDLERS.get(claimed.kind)
+    error: BaseException | None = None
+    try:
+        if handler is None:
+            raise LookupError(f"no handler registered for job kind {claimed.kind!r}")
+        handler(ctx, job)
+    except LeaseLost as exc:
+        log.warning("%s", exc)
+        return "lost"
+    except JobCancelled:
+        ok = _fenced_update(ctx, claimed, status=JobStatus.CANCELLED, finished_at=now(), locked_until=None)
+        return JobStatus.CANCELLED if ok else "lost"
+    except JobInterrupted:
+        # Back to the queue; the attempt it used is given back so shutdowns never kill a job.
+        ok = _fenced_update(
+            ctx,
+            claimed,
+            status=JobStatus.QUEUED,
+            run_at=now(),
+            locked_until=None,
+            max_attempts=Job.max_attempts + 1,
+        )
+        return JobStatus.QUEUED if ok else "lost"
+    except Exception as exc:
+        error = exc
+    if error is None:
+        if job._completed:
+            return JobStatus.SUCCEEDED
+        ok = _fenced_update(
+            ctx, claimed, status=JobStatus.SUCCEEDED, finished_at=now(), locked_until=None, last_error=None
+        )
+        return JobStatus.SUCCEEDED if ok else "lost"
+    text = _error_text(error)
+    if isinstance(error, Permanent) or claimed.attempt >= claimed.max_attempts:
+        log.error("job %s (%s) dead after attempt %s: %s", claimed.id, claimed.kind, claimed.attempt, text)
+        ok = _fenced_update(
+            ctx, claimed, status=JobStatus.DEAD, finished_at=now(), locked_until=None, last_error=text
+        )
+        status = JobStatus.DEAD
+    else:
+        delay = error.after if isinstance(error, Retry) and error.after is not None else None
+        delay = backoff_seconds(claimed.attempt) if delay is None else delay
+        log.warning(
+            "job %s (%s) attempt %s failed, retry in %.1fs: %s",
+            claimed.id,
+            claimed.kind,
+            claimed.attempt,
+            delay,
+            text,
+        )
+        ok = _fenced_update(
+            ctx,
+            claimed,
+            status=JobStatus.QUEUED,
+            run_at=now() + timedelta(seconds=delay),
+            locked_until=None,
+            last_error=text,
+        )
+        status = JobStatus.QUEUED
+    if raise_errors and not isinstance(error, Retry | Permanent):
+        raise error
+    return status if ok else "lost"
+
+
+def drain(
+    ctx: AppContext, *, max_jobs: int = 1000, kinds: list[str] | None = None, raise_errors: bool = False
+) -> int:
+    """Run every due job synchronously in this thread, until none is due or `max_jobs` ran.
+
+    For tests and `overture worker --once`. A failing job is rescheduled with backoff (so it is not
+    due again until the clock moves); `raise_errors=True` re-raises a handler's exception after
+    recording the failure. Returns the number of jobs run."""
+    register(ctx)
+    worker = f"drain:{worker_name()}"
+    ran = 0
+    while ran < max_jobs:
+        claimed = claim(ctx, worker, kinds=kinds)
+        if claimed is None:
+            break
+        ran += 1
+        execute(ctx, claimed, raise_errors=raise_errors)
+    return ran
