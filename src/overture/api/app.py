@@ -14,9 +14,11 @@ from fastapi.responses import JSONResponse
 from overture import __version__
 from overture.auth.router import router as auth_router
 from overture.config import Settings
+from overture.data.router import router as data_router
 from overture.db import migrate
 from overture.db.context import AppContext
 from overture.db.notify import bus
+from overture.delivery.router import router as destinations_router
 from overture.errors import OvertureError
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
     # One line per surface. Keep this list in layer order; surfaces never import each other.
     app.include_router(auth_router)
     # -- surfaces: add `app.include_router(...)` lines below this marker --
+    app.include_router(data_router)
+    app.include_router(destinations_router)
     return app
 
 

@@ -1,0 +1,361 @@
+"""The egress guard: every outbound connection Overture makes (HTTP, SMTP, S3 endpoints) passes here.
+
+A destination's target is user input, so a naive sender is an SSRF primitive: it would let any key
+holder reach the cloud metadata service (169.254.169.254), the database on localhost, or the private
+network. The guard refuses every address that is not global unicast unless the operator allowlists it
+(`OVERTURE_EGRESS_ALLOW`, CIDRs).
+
+Three properties matter:
+
+* **Resolved, not textual.** A host is judged by the addresses it resolves to (`getaddrinfo`), so
+  `127.1`, `0x7f000001`, `2130706433`, `[::ffff:169.254.169.254]` and a name pointing at 127.0.0.1
+  are all seen as what they are. If ANY address of a name is refused, the name is refused (a
+  round-robin record cannot smuggle one private address in).
+* **Pinned.** The check and the connection use the same resolution: the HTTP client's network
+  backend resolves, checks, then connects to the checked IP itself (TLS still verifies and sends SNI
+  for the host name), and SMTP does the same through `connect_tcp`. A DNS answer that changes between
+  check and connect (DNS rebinding) therefore cannot redirect the socket.
+* **Every hop.** Redirects are followed by hand, at most `MAX_REDIRECTS`, each new origin checked
+  before it is contacted; proxies from the environment are ignored (`trust_env=False`) since a proxy
+  would make the connection on our behalf, unchecked.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpcore
+import httpx
+
+from overture.errors import Invalid
+
+if TYPE_CHECKING:
+    from overture.db.context import AppContext
+
+__all__ = [
+    "MAX_REDIRECTS",
+    "EgressError",
+    "EgressGuard",
+    "EgressRefused",
+    "HostUnresolved",
+    "TooManyRedirects",
+    "address_refusal",
+    "guard_for",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MAX_REDIRECTS = 5
+DNS_TTL_SECONDS = 30.0
+MAX_RESPONSE_BYTES = 64 * 1024
+REDACTED_ON_CROSS_ORIGIN = ("authorization", "proxy-authorization", "cookie")
+
+# Ranges that `ipaddress` calls global but no destination should ever be: shared address space
+# (CGNAT) is listed for clarity, NAT64 and 6to4/Teredo embed an IPv4 address we judge separately.
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+class EgressError(Invalid):
+    """An outbound target Overture will not (or cannot) reach. 422 when raised at save."""
+
+    code = "egress_refused"
+
+
+class EgressRefused(EgressError):
+    """The target resolves to an address the guard forbids (permanent for a message)."""
+
+
+class HostUnresolved(EgressError):
+    """The name does not resolve right now (may be transient for a message)."""
+
+    code = "egress_unresolved"
+
+
+class TooManyRedirects(EgressError):
+    code = "egress_too_many_redirects"
+
+
+def address_refusal(ip: IPAddress) -> str | None:
+    """Why `ip` is not a public unicast address, or None if it is one."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return "an IPv4-mapped IPv6 address"
+        if ip in _IPV4_COMPATIBLE:
+            return "an IPv4-compatible IPv6 address" if int(ip) > 1 else _flag_reason(ip)
+        if ip in _NAT64 or ip in _NAT64_LOCAL:
+            return "a NAT64 address"
+        if ip.sixtofour is not None and address_refusal(ip.sixtofour) is not None:
+            return "a 6to4 address embedding a non-public IPv4 address"
+        if ip.teredo is not None:
+            return "a Teredo address"
+    if ip.version == 4 and ip in _CGNAT:
+        return "a carrier-grade NAT (100.64.0.0/10) address"
+    reason = _flag_reason(ip)
+    if reason is None and not ip.is_global:
+        return "not a globally routable address"
+    return reason
+
+
+def _flag_reason(ip: IPAddress) -> str | None:
+    if ip.is_unspecified:
+        return "the unspecified address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address (this includes cloud metadata services)"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_reserved:
+        return "a reserved address"
+    if ip.is_private:
+        return "a private address"
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked origin: the name as written, its port, and the addresses we may connect to."""
+
+    host: str
+    port: int
+    addresses: tuple[IPAddress, ...]
+
+
+class EgressGuard:
+    """Resolves, judges and connects. One per process (see `guard_for`); thread-safe."""
+
+    def __init__(
+        self,
+        allow: Iterable[str] = (),
+        *,
+        dns_ttl: float = DNS_TTL_SECONDS,
+        resolver: Any = None,
+    ) -> None:
+        self.allow: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(c, strict=False) for c in allow)
+        self._ttl = dns_ttl
+        self._resolve_fn = resolver or _getaddrinfo
+        self._cache: dict[tuple[str, int], tuple[float, tuple[IPAddress, ...]]] = {}
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+
+    # -- judging -----------------------------------------------------------------------------
+
+    def allowed(self, ip: IPAddress) -> bool:
+        candidates: list[IPAddress] = [ip]
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            candidates.append(ip.ipv4_mapped)
+        if any(c in net for c in candidates for net in self.allow if c.version == net.version):
+            return True
+        return address_refusal(ip) is None
+
+    def resolve(self, host: str, port: int) -> tuple[IPAddress, ...]:
+        """All addresses of `host` (cached for a few seconds: the send path resolves per connection)."""
+        key = (host.lower().rstrip("."), port)
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            addresses = self._resolve_fn(key[0], port)
+        except (OSError, UnicodeError) as exc:
+            raise HostUnresolved(f"host '{host}' does not resolve ({exc})") from None
+        if not addresses:
+            raise HostUnresolved(f"host '{host}' does not resolve")
+        with self._lock:
+            self._cache[key] = (now + self._ttl, addresses)
+        return addresses
+
+    def check_host(self, host: str, port: int) -> Target:
+        """Resolve `host` and refuse it if any of its addresses is forbidden."""
+        if not host:
+            raise EgressRefused("no host given")
+        addresses = self.resolve(host, port)
+        for ip in addresses:
+            if not self.allowed(ip):
+                shown = host if host == str(ip) else f"{host} ({ip})"
+                raise EgressRefused(
+                    f"refusing to connect to {shown}: {address_refusal(ip)}; an operator may allow it "
+                    "with OVERTURE_EGRESS_ALLOW"
+                )
+        return Target(host, port, addresses)
+
+    def check_url(self, url: str | httpx.URL) -> Target:
+        """An http(s) URL whose host passes `check_host`."""
+        try:
+            parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise EgressRefused(f"not a valid URL: {exc}") from None
+        if parsed.scheme not in ("http", "https"):
+            raise EgressRefused("only http:// and https:// URLs are allowed")
+        if not parsed.host:
+            raise EgressRefused("the URL has no host")
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        return self.check_host(parsed.host, port)
+
+    # -- connecting ----------------------------------------------------------------------------
+
+    def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, source_address: Any = None
+    ) -> socket.socket:
+        """A TCP socket to a checked address of `host` (tried in order, like create_connection)."""
+        target = self.check_host(host, port)
+        last: OSError | None = None
+        for ip in target.addresses:
+            try:
+                return socket.create_connection((str(ip), port), timeout, source_address=source_address)
+            except OSError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def client(self) -> httpx.Client:
+        """The process-wide HTTP client: keep-alive pool, every new connection checked and pinned."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = httpx.Client(
+                        transport=_GuardedTransport(self),
+                        trust_env=False,
+                        follow_redirects=False,
+                        timeout=httpx.Timeout(10.0),
+                    )
+        return self._client
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        max_redirects: int = MAX_REDIRECTS,
+    ) -> httpx.Response:
+        """Send one request and follow redirects by hand, checking every hop's host first.
+
+        A body is only re-sent on 307/308 (which promise the same method); a POST answered with
+        301/302/303 returns that response instead of silently becoming a GET without its payload.
+        The response body is read up to MAX_RESPONSE_BYTES (enough for an error message), so a
+        hostile receiver cannot make us buffer gigabytes."""
+        client = self.client()
+        current = httpx.URL(url)
+        hdrs = httpx.Headers(headers or {})
+        for _hop in range(max_redirects + 1):
+            self.check_url(current)
+            request = client.build_request(method, current, content=content, headers=hdrs, timeout=timeout)
+            response = client.send(request, stream=True)
+            try:
+                _read_bounded(response)
+            finally:
+                response.close()
+            location = response.headers.get("location")
+            if not response.is_redirect or location is None:
+                return response
+            keeps_method = response.status_code in (307, 308)
+            if not keeps_method and method.upper() not in ("GET", "HEAD"):
+                return response
+            try:
+                nxt = current.join(location)
+            except (httpx.InvalidURL, ValueError) as exc:
+                raise EgressRefused(f"invalid redirect location: {exc}") from None
+            if (nxt.scheme, nxt.host, nxt.port) != (current.scheme, current.host, current.port):
+                for name in REDACTED_ON_CROSS_ORIGIN:
+                    hdrs.pop(name, None)
+            current = nxt
+        raise TooManyRedirects(f"more than {max_redirects} redirects")
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _read_bounded(response: httpx.Response) -> None:
+    """Read at most MAX_RESPONSE_BYTES into `response.content`; a longer body is cut (the connection
+    is then dropped rather than drained)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= MAX_RESPONSE_BYTES:
+            break
+    response._content = b"".join(chunks)[:MAX_RESPONSE_BYTES]
+
+
+def _getaddrinfo(host: str, port: int) -> tuple[IPAddress, ...]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    seen: dict[IPAddress, None] = {}
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        # Strip an IPv6 zone id ("fe80::1%eth0"): the address itself decides.
+        seen[ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])] = None
+    return tuple(seen)
+
+
+class _GuardedBackend(httpcore.SyncBackend):
+    """httpcore network backend that connects only to addresses the guard approved."""
+
+    def __init__(self, guard: EgressGuard) -> None:
+        self._guard = guard
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        target = self._guard.check_host(host, port)
+        last: Exception | None = None
+        for ip in target.addresses:
+            try:
+                # httpcore keeps the origin's host name for SNI and certificate checks.
+                return super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+
+class _GuardedTransport(httpx.HTTPTransport):
+    def __init__(self, guard: EgressGuard) -> None:
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=30.0)
+        super().__init__(trust_env=False, limits=limits)
+        # httpx offers no public hook for the network backend; swap its pool for one that uses ours
+        # (same settings as httpx builds).
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(guard),
+        )
+
+
+def guard_for(ctx: AppContext) -> EgressGuard:
+    """The process-wide guard built from `ctx.settings.egress_allow`."""
+
+    def build(c: AppContext) -> EgressGuard:
+        g = EgressGuard(c.settings.egress_allow)
+        c.closers.append(g.close)
+        return g
+
+    guard: EgressGuard = ctx.service("delivery.egress", build)
+    return guard
+
+
+def refusal_for(guard: EgressGuard, urls: Sequence[str]) -> None:
+    """Check several URLs (convenience for configs with more than one endpoint)."""
+    for url in urls:
+        guard.check_url(url)
