@@ -1,0 +1,324 @@
+"""HTTP for seed 004: campaigns, placements, audiences, paywalls, experiment results, events and the
+register(placement) decision. Mounted twice, under `/v1/projects/{id}` (the seed's headings) and
+`/api/v1/projects/{id}` (its curl lines); `{id}` is the workspace id."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
+
+from overture.auth.deps import DbSession, authenticate, check_workspace_path, get_ctx, require
+from overture.auth.service import Caller
+from overture.data.events import EventIn as StreamEvent
+from overture.data.events import record_events
+from overture.db.context import AppContext
+from overture.errors import Invalid, TooLarge
+from overture.paywalls import service
+from overture.paywalls.schemas import (
+    MAX_EVENTS_PER_BATCH,
+    AudienceCreate,
+    AudienceRead,
+    AudienceUpdate,
+    CampaignCreate,
+    CampaignDetail,
+    CampaignRead,
+    CampaignStatus,
+    CampaignUpdate,
+    EventIn,
+    EventsAccepted,
+    ExperimentResults,
+    PaywallCreate,
+    PaywallRead,
+    PaywallUpdate,
+    PlacementCreate,
+    PlacementRead,
+    PlacementUpdate,
+    RegisterIn,
+    RegisterOut,
+    ReorderIn,
+)
+from overture.paywalls.tables import decision_recorder, decision_tables
+
+PREFIXES = ("/v1/projects/{id}", "/api/v1/projects/{id}")
+
+router = APIRouter(tags=["paywalls"], dependencies=[Depends(check_workspace_path)])
+Reader = Annotated[Caller, Depends(require("campaigns:read"))]
+Writer = Annotated[Caller, Depends(require("campaigns:write"))]
+Analyst = Annotated[Caller, Depends(require("analytics:read"))]
+EventWriter = Annotated[Caller, Depends(require("events:write"))]
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+
+
+# -- campaigns --------------------------------------------------------------------------------------
+
+
+@router.post("/campaigns", status_code=201, response_model=CampaignRead)
+def create_campaign(id: str, body: CampaignCreate, caller: Writer, db: DbSession) -> object:
+    """Create a campaign (status defaults to active)."""
+    return service.create_campaign(db, body)
+
+
+@router.get("/campaigns", response_model=list[CampaignRead])
+def list_campaigns(id: str, caller: Reader, db: DbSession, status: CampaignStatus | None = None) -> object:
+    """Every campaign of the project, oldest first (optionally only one status)."""
+    return service.list_campaigns(db, status)
+
+
+@router.get("/campaigns/{cid}", response_model=CampaignDetail)
+def get_campaign(id: str, cid: str, caller: Reader, db: DbSession) -> object:
+    """The campaign with its placements and its audiences in priority order."""
+    campaign = service.get_campaign(db, cid)
+    return CampaignDetail.model_validate(
+        {
+            **CampaignRead.model_validate(campaign).model_dump(),
+            "placements": [PlacementRead.model_validate(p) for p in service.list_placements(db, cid)],
+            "audiences": service.audience_views(db, service.list_audiences(db, cid)),
+        }
+    )
+
+
+@router.put("/campaigns/{cid}", response_model=CampaignRead)
+def update_campaign(id: str, cid: str, body: CampaignUpdate, caller: Writer, db: DbSession) -> object:
+    """Rename or change status. Archiving frees the campaign's placement names."""
+    return service.update_campaign(db, cid, body)
+
+
+@router.delete("/campaigns/{cid}", status_code=204)
+def delete_campaign(id: str, cid: str, caller: Writer, db: DbSession) -> None:
+    """Delete the campaign with its placements, audiences and experiments."""
+    service.delete_campaign(db, cid)
+
+
+# -- placements -------------------------------------------------------------------------------------
+
+
+@router.post("/campaigns/{cid}/placements", status_code=201, response_model=PlacementRead)
+def create_placement(id: str, cid: str, body: PlacementCreate, caller: Writer, db: DbSession) -> object:
+    """Add a placement; its name may belong to only one non-archived campaign (409 otherwise)."""
+    return service.create_placement(db, cid, body)
+
+
+@router.get("/campaigns/{cid}/placements", response_model=list[PlacementRead])
+def list_placements(id: str, cid: str, caller: Reader, db: DbSession) -> object:
+    return service.list_placements(db, cid)
+
+
+@router.get("/campaigns/{cid}/placements/{plid}", response_model=PlacementRead)
+def get_placement(id: str, cid: str, plid: str, caller: Reader, db: DbSession) -> object:
+    service.get_campaign(db, cid)
+    return service.get_placement(db, cid, plid)
+
+
+@router.put("/campaigns/{cid}/placements/{plid}", response_model=PlacementRead)
+def update_placement(
+    id: str, cid: str, plid: str, body: PlacementUpdate, caller: Writer, db: DbSession
+) -> object:
+    """Pause or resume (status), rename, or change type."""
+    return service.update_placement(db, cid, plid, body)
+
+
+@router.delete("/campaigns/{cid}/placements/{plid}", status_code=204)
+def delete_placement(id: str, cid: str, plid: str, caller: Writer, db: DbSession) -> None:
+    service.delete_placement(db, cid, plid)
+
+
+# -- audiences --------------------------------------------------------------------------------------
+
+
+@router.post("/campaigns/{cid}/audiences", status_code=201, response_model=AudienceRead)
+def create_audience(id: str, cid: str, body: AudienceCreate, caller: Writer, db: DbSession) -> object:
+    """Add an audience at the bottom of the campaign's order, with its inline experiment if given
+    (created in the same transaction)."""
+    audience = service.create_audience(db, cid, body)
+    return service.audience_views(db, [audience])[0]
+
+
+@router.get("/campaigns/{cid}/audiences", response_model=list[AudienceRead])
+def list_audiences(id: str, cid: str, caller: Reader, db: DbSession) -> object:
+    """The campaign's audiences in evaluation order."""
+    return service.audience_views(db, service.list_audiences(db, cid))
+
+
+# Declared before /audiences/{aid} so that "reorder" is not taken for an audience id.
+@router.put("/campaigns/{cid}/audiences/reorder", response_model=list[AudienceRead])
+def reorder_audiences(id: str, cid: str, body: ReorderIn, caller: Writer, db: DbSession) -> object:
+    """Set the evaluation order; `order` must list every audience of the campaign exactly once."""
+    return service.audience_views(db, service.reorder_audiences(db, cid, body.order))
+
+
+@router.get("/campaigns/{cid}/audiences/{aid}", response_model=AudienceRead)
+def get_audience(id: str, cid: str, aid: str, caller: Reader, db: DbSession) -> object:
+    service.get_campaign(db, cid)
+    return service.audience_views(db, [service.get_audience(db, cid, aid)])[0]
+
+
+@router.put("/campaigns/{cid}/audiences/{aid}", response_model=AudienceRead)
+def update_audience(
+    id: str, cid: str, aid: str, body: AudienceUpdate, caller: Writer, db: DbSession
+) -> object:
+    """Change any field; `experiment: null` removes the experiment and its results."""
+    service.get_campaign(db, cid)
+    audience = service.update_audience(db, cid, aid, body)
+    return service.audience_views(db, [audience])[0]
+
+
+@router.delete("/campaigns/{cid}/audiences/{aid}", status_code=204)
+def delete_audience(id: str, cid: str, aid: str, caller: Writer, db: DbSession) -> None:
+    service.get_campaign(db, cid)
+    service.delete_audience(db, cid, aid)
+
+
+@router.get("/campaigns/{cid}/audiences/{aid}/experiment", response_model=ExperimentResults)
+def experiment_results(id: str, cid: str, aid: str, caller: Analyst, db: DbSession) -> object:
+    """Per variant: users exposed, conversions, conversion rate, revenue per user, the chance to beat
+    the control (first variant) with credible intervals; and the experiment's state."""
+    return service.experiment_results(db, cid, aid)
+
+
+# -- paywalls ---------------------------------------------------------------------------------------
+
+
+@router.post("/paywalls", status_code=201, response_model=PaywallRead)
+def create_paywall(id: str, body: PaywallCreate, caller: Writer, db: DbSession) -> object:
+    """Create a paywall; `id` may be chosen by the client (unique in the project, 409 otherwise)."""
+    return service.create_paywall(db, body)
+
+
+@router.get("/paywalls", response_model=list[PaywallRead])
+def list_paywalls(id: str, caller: Reader, db: DbSession) -> object:
+    return service.list_paywalls(db)
+
+
+@router.get("/paywalls/{pid}", response_model=PaywallRead)
+def get_paywall(id: str, pid: str, caller: Reader, db: DbSession) -> object:
+    return service.get_paywall(db, pid)
+
+
+@router.put("/paywalls/{pid}", response_model=PaywallRead)
+def update_paywall(id: str, pid: str, body: PaywallUpdate, caller: Writer, db: DbSession) -> object:
+    return service.update_paywall(db, pid, body)
+
+
+@router.delete("/paywalls/{pid}", status_code=204)
+def delete_paywall(id: str, pid: str, caller: Writer, db: DbSession) -> None:
+    """Delete a paywall no audience or experiment variant uses (409 otherwise)."""
+    service.delete_paywall(db, pid)
+
+
+# -- events -----------------------------------------------------------------------------------------
+
+_EVENTS = TypeAdapter(list[EventIn])
+_EVENTS_DESCRIPTION = (
+    'A batch of events {user_id, event, timestamp?, properties?}: a JSON array or {"events": [...]}. '
+    f"At most {MAX_EVENTS_PER_BATCH} per request (413 above that)."
+)
+
+
+def _parse_events(raw: Any) -> list[EventIn]:
+    if isinstance(raw, dict):
+        if set(raw) != {"events"}:
+            raise Invalid('events: expected a JSON array of events or {"events": [...]}', field="events")
+        raw = raw["events"]
+    if not isinstance(raw, list):
+        raise Invalid('events: expected a JSON array of events or {"events": [...]}', field="events")
+    if len(raw) > MAX_EVENTS_PER_BATCH:
+        raise TooLarge(f"events: at most {MAX_EVENTS_PER_BATCH} per request, got {len(raw)}", field="events")
+    try:
+        return _EVENTS.validate_python(raw)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("events", *e["loc"])} for e in exc.errors()])
+
+
+@router.post("/events", response_model=EventsAccepted)
+def send_events(
+    id: str,
+    caller: EventWriter,
+    db: DbSession,
+    ctx: Ctx,
+    body: Annotated[Any, Body(description=_EVENTS_DESCRIPTION)],
+) -> object:
+    """Store events in the event stream (public keys may call this). `transaction_complete` events,
+    which carry `properties.revenue`, count as conversions of the experiment variants their user saw."""
+    events = _parse_events(body)
+    service.check_events(events)
+    now = ctx.clock.now()
+    events = [e if e.timestamp else e.model_copy(update={"timestamp": now}) for e in events]
+    result = service.attribute_conversions(db, events, now)
+    # Written after the conversions are flushed and before they commit: if the event stream refuses
+    # the batch, nothing of it is kept anywhere.
+    record_events(
+        ctx,
+        caller.workspace_id,
+        [
+            StreamEvent(
+                entity_id=e.user_id, event=e.event, timestamp=e.timestamp, properties=e.properties or {}
+            )
+            for e in events
+        ],
+    )
+    return EventsAccepted(accepted=result.accepted, conversions=result.conversions)
+
+
+# -- the decision -----------------------------------------------------------------------------------
+
+decision_router = APIRouter(tags=["paywalls"])
+
+
+async def decision_caller(
+    request: Request,
+    id: str,
+    x_workspace_id: Annotated[
+        str | None, Header(description="Optional; must name the path's workspace")
+    ] = None,
+) -> Caller:
+    """The same checks as the other routes (authenticate, check_workspace_path, scope), called on the
+    event loop: keys are cached in memory, so this costs no thread hop and no I/O."""
+    caller = authenticate(request, get_ctx(request))
+    check_workspace_path(id, caller, x_workspace_id)
+    caller.require("decisions:write")
+    return caller
+
+
+@decision_router.post(
+    "/register",
+    response_model=RegisterOut,
+    responses={422: {"description": "Invalid body, or session_id missing for a once_per_session cap"}},
+)
+async def register(
+    id: str, body: RegisterIn, request: Request, caller: Annotated[Caller, Depends(decision_caller)]
+) -> Response:
+    """What the SDK's register(placement:) calls: which paywall, if any, this user sees now.
+    Public (`pk_`) keys may call it; the answer never contains targeting rules."""
+    ctx = get_ctx(request)
+    tables = decision_tables(ctx)
+    table = tables.get(caller.workspace_id)
+    if table is None:
+        table = await run_in_threadpool(tables.load, caller.workspace_id)
+    decision = table.decide(
+        body.placement,
+        body.user_id,
+        session_id=body.session_id,
+        user=body.user,
+        device=body.device,
+        params=body.params,
+        entitlements=body.entitlements,
+    )
+    content = decision.body
+    pending = decision_recorder(ctx).submit(caller.workspace_id, decision)
+    if pending is not None:
+        shown = await asyncio.wrap_future(pending)
+        if not shown and decision.capped_body is not None:
+            content = decision.capped_body
+    return Response(content, media_type="application/json")
+
+
+def include(app: Any) -> None:
+    """Mount every paywall route under both prefixes."""
+    for prefix in PREFIXES:
+        app.include_router(router, prefix=prefix)
+        app.include_router(decision_router, prefix=prefix)
