@@ -21,6 +21,7 @@ from overture.db.notify import bus
 from overture.delivery.router import router as destinations_router
 from overture.errors import OvertureError
 from overture.paywalls import router as paywalls
+from overture.segments.router import router as segments_router
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
     app.include_router(auth_router)
     # -- surfaces: add `app.include_router(...)` lines below this marker --
     app.include_router(data_router)
+    app.include_router(segments_router)
     app.include_router(destinations_router)
     for prefix in paywalls.PREFIXES:  # seed 004 is served under /v1/... and /api/v1/...
         app.include_router(paywalls.router, prefix=prefix)

@@ -1,0 +1,28 @@
+"""Entity models: a table, a SELECT, or an Overture-managed table of one kind of entity in the source."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from overture.db.base import Base, Timestamped, WorkspaceScoped, new_id
+
+#: How a model finds its rows: a user's table/view, a user's SELECT, or a table Overture created.
+MODEL_KINDS = ("table", "sql", "managed")
+
+
+class EntityModel(WorkspaceScoped, Timestamped, Base):
+    __tablename__ = "entity_models"
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    primary_key: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    kind: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    #: `name` or `schema.name` for kinds table and managed; None for sql.
+    table_name: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    sql: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+
+    @property
+    def managed(self) -> bool:
+        return self.kind == "managed"

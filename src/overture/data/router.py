@@ -1,0 +1,84 @@
+"""HTTP: entity models, profile records and events (`/api/v1/workspaces/{id}/...`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+
+from overture.auth.deps import DbSession, check_workspace_path, get_ctx, require
+from overture.auth.service import Caller
+from overture.data import events as events_service
+from overture.data import records as records_service
+from overture.data import service
+from overture.data.schemas import (
+    EventsIn,
+    EventsResult,
+    ModelCreate,
+    ModelRead,
+    ModelUpdate,
+    RecordsIn,
+    RecordsResult,
+)
+from overture.db.context import AppContext
+
+router = APIRouter(
+    prefix="/api/v1/workspaces/{id}", tags=["data"], dependencies=[Depends(check_workspace_path)]
+)
+ModelsRead = Annotated[Caller, Depends(require("models:read"))]
+ModelsWrite = Annotated[Caller, Depends(require("models:write"))]
+EventsWrite = Annotated[Caller, Depends(require("events:write"))]
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+
+
+@router.post("/models", status_code=201, response_model=ModelRead)
+def create_model(id: str, body: ModelCreate, caller: ModelsWrite, db: DbSession, ctx: Ctx) -> object:
+    """Register a table (`table`), a SELECT (`sql`), or neither for a table Overture manages."""
+    model = service.create_model(ctx, db, caller.workspace_id, body)
+    return service.model_read(ctx, model)
+
+
+@router.get("/models", response_model=list[ModelRead])
+def list_models(id: str, caller: ModelsRead, db: DbSession, ctx: Ctx) -> object:
+    return [service.model_read(ctx, m) for m in service.list_models(db)]
+
+
+@router.get("/models/{model_id}", response_model=ModelRead)
+def get_model(id: str, model_id: str, caller: ModelsRead, db: DbSession, ctx: Ctx) -> object:
+    return service.model_read(ctx, service.get_model(db, model_id))
+
+
+@router.patch("/models/{model_id}", response_model=ModelRead)
+def update_model(
+    id: str, model_id: str, body: ModelUpdate, caller: ModelsWrite, db: DbSession, ctx: Ctx
+) -> object:
+    return service.model_read(ctx, service.update_model(ctx, db, model_id, body))
+
+
+@router.delete("/models/{model_id}", status_code=204)
+def delete_model(id: str, model_id: str, caller: ModelsWrite, db: DbSession, ctx: Ctx) -> Response:
+    service.delete_model(ctx, db, model_id)
+    return Response(status_code=204)
+
+
+@router.post("/models/{model_id}/records", response_model=RecordsResult)
+def upsert_records(id: str, model_id: str, body: RecordsIn, caller: ModelsWrite, ctx: Ctx) -> object:
+    """Upsert up to 10,000 records by primary key, all or nothing (413 above that)."""
+    # A read transaction only: the write goes to the data source, not the application database.
+    with ctx.transaction(write=False, workspace_id=caller.workspace_id) as db:
+        model = service.get_model(db, model_id)
+    return records_service.upsert_records(ctx, model, body.records)
+
+
+@router.get("/models/{model_id}/records/{key}")
+def get_record(
+    id: str, model_id: str, key: str, caller: ModelsRead, db: DbSession, ctx: Ctx
+) -> dict[str, Any]:
+    """One profile by its primary key."""
+    return records_service.get_record(ctx, service.get_model(db, model_id), key)
+
+
+@router.post("/events", response_model=EventsResult)
+def record_events(id: str, body: EventsIn, caller: EventsWrite, ctx: Ctx) -> object:
+    """Append up to 10,000 events (public keys may call this)."""
+    return EventsResult(accepted=events_service.record_events(ctx, caller.workspace_id, body.events))

@@ -1,0 +1,126 @@
+"""Request and response bodies of the data plane: entity models, profile records, events."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: A request carries at most this many records or events (bigger batches: `overture import`).
+MAX_BATCH = 10_000
+
+ColumnType = Literal["string", "integer", "number", "boolean", "timestamp", "date", "json"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ColumnSpec(Strict):
+    name: str = Field(min_length=1, max_length=63, description="Column name (letters, digits, _).")
+    type: ColumnType = "string"
+
+
+class ModelCreate(Strict):
+    """Give `table` (an existing table or view) or `sql` (a SELECT), or neither for a table Overture
+    creates and manages (it then grows columns as records arrive; `columns` may declare types)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    primary_key: str = Field(min_length=1, max_length=200)
+    table: str | None = Field(default=None, max_length=200, description="`name` or `schema.name`.")
+    sql: str | None = Field(default=None, min_length=1, max_length=100_000)
+    columns: list[ColumnSpec] | None = Field(
+        default=None, max_length=500, description="Only for managed models: initial columns and types."
+    )
+
+
+class ModelUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    primary_key: str | None = Field(default=None, min_length=1, max_length=200)
+    table: str | None = Field(default=None, max_length=200)
+    sql: str | None = Field(default=None, min_length=1, max_length=100_000)
+
+
+class ColumnRead(BaseModel):
+    name: str
+    type: str = Field(description="string, integer, number, boolean, timestamp, date, json or other")
+    sql_type: str = Field(description="The type as the data source names it.")
+
+
+class ModelRead(BaseModel):
+    id: str
+    workspace_id: str
+    name: str
+    primary_key: str
+    kind: Literal["table", "sql", "managed"]
+    table: str | None
+    sql: str | None
+    columns: list[ColumnRead]
+    columns_error: str | None = Field(
+        default=None, description="Why columns could not be discovered just now (the source failed)."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class RecordsIn(Strict):
+    records: list[Any] = Field(description=f"Up to {MAX_BATCH:,} JSON objects keyed by column name.")
+
+
+class RecordsResult(BaseModel):
+    upserted: int
+    inserted: int
+    updated: int
+    columns_added: list[str] = Field(default_factory=list)
+
+
+class EventIn(Strict):
+    """One event about one entity. `timestamp` defaults to the server's now; `entity_id` is the
+    model's primary key value (numbers are accepted and stored as text)."""
+
+    entity_id: str = Field(min_length=1, max_length=200)
+    event: str = Field(min_length=1, max_length=200)
+    timestamp: datetime | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("entity_id", mode="before")
+    @classmethod
+    def _id_text(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @field_validator("properties")
+    @classmethod
+    def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_finite(value, "properties")
+        return value
+
+
+class EventsIn(Strict):
+    events: list[EventIn] = Field(description=f"Up to {MAX_BATCH:,} events (413 above that).")
+
+
+class EventsResult(BaseModel):
+    accepted: int
+
+
+def _check_finite(value: Any, path: str) -> None:
+    """JSON has no NaN/Infinity; Python's parser accepts them, the data source would not."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path}: numbers must be finite")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{path}[{i}]")

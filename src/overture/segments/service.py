@@ -1,0 +1,299 @@
+"""Segments: CRUD, reach evaluation (idle -> pending -> ok | failed), member pages and previews.
+
+Public functions for other surfaces (stable):
+    get_segment(session, segment_id) -> Segment
+    segment_members_select(ctx, segment, *, model=None) -> sa.Select   (one column `entity_id`)
+    count_select(ctx, select) -> int
+    evaluate_segment(ctx, workspace_id, segment_id) -> Segment
+    reach_of(segment) -> Reach
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from overture.data import service as data
+from overture.data.models import EntityModel
+from overture.data.records import jsonable
+from overture.data.source import get_source
+from overture.db.context import AppContext
+from overture.errors import Conflict, Invalid, NotFound, OvertureError
+from overture.segments.models import Segment
+from overture.segments.schemas import (
+    MembersPage,
+    PreviewIn,
+    PreviewRead,
+    Reach,
+    SegmentCreate,
+    SegmentRead,
+    SegmentUpdate,
+)
+
+__all__ = [
+    "MAX_PAGE",
+    "REACH_TRANSITIONS",
+    "count_select",
+    "create_segment",
+    "delete_segment",
+    "evaluate_segment",
+    "get_segment",
+    "list_segments",
+    "members_page",
+    "preview",
+    "reach_of",
+    "segment_members_select",
+    "segment_read",
+    "transition",
+    "update_segment",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 1000
+#: The reach status machine (seed 002). Every other pair is refused with a 409 naming both states.
+REACH_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
+    {("idle", "pending"), ("ok", "pending"), ("failed", "pending"), ("pending", "ok"), ("pending", "failed")}
+)
+REACH_STATES = ("idle", "pending", "ok", "failed")
+#: A `pending` evaluation older than this is presumed dead (its process crashed) and may be retaken.
+PENDING_LEASE = timedelta(minutes=10)
+
+
+def transition(segment: Segment, to: str) -> None:
+    """Move reach to `to`, or 409 when the machine does not allow it."""
+    if (segment.reach_status, to) not in REACH_TRANSITIONS:
+        raise Conflict(f"reach cannot go from '{segment.reach_status}' to '{to}'")
+    segment.reach_status = to
+
+
+def reach_of(segment: Segment) -> Reach:
+    return Reach(
+        status=segment.reach_status,
+        evaluated_count=segment.evaluated_count,
+        evaluated_at=segment.evaluated_at,
+        is_stale=segment.is_stale,
+        error=segment.last_error if segment.reach_status == "failed" else None,
+    )
+
+
+def segment_read(segment: Segment) -> SegmentRead:
+    return SegmentRead(
+        id=segment.id,
+        workspace_id=segment.workspace_id,
+        name=segment.name,
+        model_id=segment.model_id,
+        filter=segment.filter,
+        reach=reach_of(segment),
+        created_at=segment.created_at,
+        updated_at=segment.updated_at,
+    )
+
+
+# -- CRUD ------------------------------------------------------------------------------------------
+def get_segment(session: Session, segment_id: str) -> Segment:
+    """The segment in the session's workspace; NotFound (404) otherwise."""
+    segment = session.get(Segment, segment_id)
+    if segment is None or session.info.get("workspace_id") not in (None, segment.workspace_id):
+        raise NotFound("segment not found")
+    return segment
+
+
+def list_segments(session: Session) -> list[Segment]:
+    return list(session.scalars(sa.select(Segment).order_by(Segment.created_at, Segment.id)))
+
+
+def _model_for(session: Session, model_id: str) -> EntityModel:
+    try:
+        return data.get_model(session, model_id)
+    except NotFound:
+        raise Invalid(f"model_id: model '{model_id}' not found", field="model_id")
+
+
+def create_segment(ctx: AppContext, session: Session, workspace_id: str, body: SegmentCreate) -> Segment:
+    model = _model_for(session, body.model_id)
+    data.compile_filter(ctx, model, body.filter)  # 422 naming the path if it does not fit the model
+    segment = Segment(
+        workspace_id=workspace_id,
+        name=body.name,
+        model_id=model.id,
+        filter=body.filter,
+        definition_version=1,
+        reach_status="idle",
+    )
+    session.add(segment)
+    session.flush()
+    return segment
+
+
+def update_segment(ctx: AppContext, session: Session, segment_id: str, body: SegmentUpdate) -> Segment:
+    segment = get_segment(session, segment_id)
+    fields = body.model_fields_set
+    if body.name is not None:
+        segment.name = body.name
+    model_id = body.model_id if body.model_id is not None else segment.model_id
+    new_filter = body.filter if "filter" in fields else segment.filter
+    if model_id != segment.model_id or ("filter" in fields and new_filter != segment.filter):
+        model = _model_for(session, model_id)
+        data.compile_filter(ctx, model, new_filter)
+        segment.model_id, segment.filter = model.id, new_filter
+        segment.definition_version += 1
+    segment.updated_at = ctx.clock.now()
+    session.flush()
+    return segment
+
+
+def delete_segment(session: Session, segment_id: str) -> None:
+    segment = get_segment(session, segment_id)
+    session.delete(segment)
+    try:
+        session.flush()
+    except sa.exc.IntegrityError:
+        raise Conflict("segment is in use (a campaign or journey refers to it); remove that first")
+
+
+# -- membership ------------------------------------------------------------------------------------
+def _clause(
+    ctx: AppContext, segment: Segment | None, model: EntityModel, raw_filter: Any
+) -> tuple[sa.FromClause, sa.ColumnElement[Any], sa.ColumnElement[bool]]:
+    relation, sql_model = data.relation_for(ctx, model)
+    where = data.compile_against(ctx, sql_model, raw_filter)
+    return relation, relation.c[model.primary_key], where
+
+
+def segment_members_select(
+    ctx: AppContext, segment: Segment, *, model: EntityModel | None = None
+) -> sa.Select[Any]:
+    """SELECT of the segment's members' primary keys (one column, `entity_id`), to run in the data source
+    or embed in a larger statement (`... WHERE x IN (select)`, `INSERT ... SELECT`). Set-based: nothing
+    is fetched here."""
+    if model is None:
+        with ctx.transaction(write=False, workspace_id=segment.workspace_id) as session:
+            model = data.get_model(session, segment.model_id)
+    relation, pk, where = _clause(ctx, segment, model, segment.filter)
+    return sa.select(pk.label("entity_id")).select_from(relation).where(where)
+
+
+def count_select(ctx: AppContext, select: sa.Select[Any]) -> int:
+    """COUNT(*) of a members select, run in the data source."""
+    source = get_source(ctx)
+    with source.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(select.subquery())).scalar_one())
+
+
+def preview(ctx: AppContext, session: Session, body: PreviewIn) -> PreviewRead:
+    """Count an unsaved filter over a model."""
+    model = _model_for(session, body.model_id)
+    relation, _, where = _clause(ctx, None, model, body.filter)
+    source = get_source(ctx)
+    with source.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(relation).where(where)).scalar_one()
+    return PreviewRead(model_id=model.id, count=int(count))
+
+
+def _encode_cursor(key: Any) -> str:
+    raw = json.dumps({"after": key}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> Any:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        doc = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(doc, dict) or "after" not in doc or not isinstance(doc["after"], str | int | float):
+            raise ValueError
+        return doc["after"]
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Invalid("cursor: not a cursor this endpoint returned", field="cursor")
+
+
+def members_page(
+    ctx: AppContext, session: Session, segment_id: str, *, limit: int, cursor: str | None
+) -> MembersPage:
+    """One page of member keys in primary key order (keyset pagination: each page starts strictly
+    after the last key of the one before, so pages never repeat or skip a stable member)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise Invalid(f"limit: must be between 1 and {MAX_PAGE}", field="limit")
+    segment = get_segment(session, segment_id)
+    model = data.get_model(session, segment.model_id)
+    relation, pk, where = _clause(ctx, segment, model, segment.filter)
+    query = sa.select(pk).select_from(relation).where(where, pk.is_not(None))
+    if cursor:
+        query = query.where(pk > _decode_cursor(cursor))
+    query = query.order_by(pk).limit(limit + 1)
+    source = get_source(ctx)
+    with source.connect() as conn:
+        keys = [jsonable(row[0]) for row in conn.execute(query)]
+    more = len(keys) > limit
+    keys = keys[:limit]
+    return MembersPage(
+        segment_id=segment.id,
+        primary_key=model.primary_key,
+        members=keys,
+        next_cursor=_encode_cursor(keys[-1]) if more and keys else None,
+    )
+
+
+# -- reach -----------------------------------------------------------------------------------------
+def evaluate_segment(ctx: AppContext, workspace_id: str, segment_id: str) -> Segment:
+    """Count the segment's members now: commit `pending`, COUNT(*) in the data source, then commit `ok`
+    with the count, or `failed` with the error (keeping the prior count). Runs inline; each state change
+    is its own transaction, so readers see `pending` while the count runs. 409 while another evaluation
+    of the same segment is pending (unless that one is older than PENDING_LEASE: presumed dead)."""
+    now = ctx.clock.now()
+    with ctx.transaction(workspace_id=workspace_id) as session:
+        segment = get_segment(session, segment_id)
+        if segment.reach_status == "pending":
+            started = segment.evaluation_started_at
+            if started is not None and now - started < PENDING_LEASE:
+                raise Conflict("segment is already being evaluated (reach is 'pending')")
+            segment.reach_status = "failed"  # the dead run ends as failed before the new one starts
+        transition(segment, "pending")
+        segment.evaluating_version = segment.definition_version
+        segment.evaluation_started_at = now
+        version = segment.definition_version
+        model = data.get_model(session, segment.model_id)
+        raw_filter = segment.filter
+    count: int | None = None
+    error: str | None = None
+    try:
+        relation, _, where = _clause(ctx, None, model, raw_filter)
+        source = get_source(ctx)
+        with source.connect() as conn:
+            count = int(
+                conn.execute(sa.select(sa.func.count()).select_from(relation).where(where)).scalar_one()
+            )
+    except OvertureError as exc:
+        error = exc.message
+    except Exception as exc:  # record the failure, then let the bug surface as a 500
+        _finish(ctx, workspace_id, segment_id, version, None, f"internal error: {type(exc).__name__}")
+        raise
+    return _finish(ctx, workspace_id, segment_id, version, count, error)
+
+
+def _finish(
+    ctx: AppContext, workspace_id: str, segment_id: str, version: int, count: int | None, error: str | None
+) -> Segment:
+    with ctx.transaction(workspace_id=workspace_id) as session:
+        segment = get_segment(session, segment_id)
+        if segment.reach_status != "pending" or segment.evaluating_version != version:
+            return segment  # a newer evaluation took over (lease expiry); its result wins
+        if error is None:
+            transition(segment, "ok")
+            segment.evaluated_count = count
+            segment.evaluated_at = ctx.clock.now()
+            segment.evaluated_version = version
+            segment.last_error = None
+        else:
+            log.warning("segment %s evaluation failed: %s", segment_id, error)
+            transition(segment, "failed")
+            segment.last_error = error[:2000]
+        session.flush()
+        return segment
