@@ -9,6 +9,7 @@ import importlib
 
 TASK_MODULES: list[str] = [
     # e.g. "overture.journeys.tasks" (one line per surface)
+    "overture.journeys.tasks",
 ]
 
 
