@@ -1,0 +1,133 @@
+"""A profile table and an events table on SQLite, DuckDB and PostgreSQL for the SQL filter tests."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from overture.core.filters import EVENTS_KEY, EventsTable, Node, SqlModel, to_predicate, to_sql
+
+PG_URL = os.environ.get("OVERTURE_TEST_POSTGRES_URL") or None
+BACKENDS = ["sqlite", "duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+metadata = sa.MetaData()
+profiles = sa.Table(
+    "filter_profiles",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("s1", sa.String),
+    sa.Column("s2", sa.Text),
+    sa.Column("n1", sa.BigInteger),
+    sa.Column("n2", sa.Float),
+    sa.Column("b1", sa.Boolean),
+    sa.Column("t1", sa.DateTime),
+    sa.Column("t2", sa.DateTime(timezone=True)),
+    sa.Column("j1", sa.JSON(none_as_null=True)),
+)
+events = sa.Table(
+    "filter_events",
+    metadata,
+    sa.Column("entity_id", sa.Integer),
+    sa.Column("workspace", sa.String),
+    sa.Column("event", sa.String),
+    sa.Column("ts", sa.DateTime),
+    sa.Column("props", sa.JSON(none_as_null=True)),
+)
+COLUMNS = ("s1", "s2", "n1", "n2", "b1", "t1", "t2", "j1")
+WORKSPACE = "ws_1"
+MODEL = SqlModel(
+    columns={name: profiles.c[name] for name in COLUMNS},
+    entity_key=profiles.c.id,
+    events=EventsTable(
+        entity_id=events.c.entity_id,
+        event=events.c.event,
+        timestamp=events.c.ts,
+        properties=events.c.props,
+        scope=((events.c.workspace, WORKSPACE),),
+    ),
+)
+
+
+@contextmanager
+def backend_engine(name: str, tmp: Path) -> Iterator[sa.Engine]:
+    """An engine with the two tables, on a throwaway database that is dropped afterwards."""
+    if name == "sqlite":
+        engine = sa.create_engine(f"sqlite:///{tmp / 'filters.sqlite'}")
+    elif name == "duckdb":
+        engine = sa.create_engine(f"duckdb:///{tmp / 'filters.duckdb'}")
+    else:
+        assert PG_URL, "OVERTURE_TEST_POSTGRES_URL not set"
+        database = f"overture_filters_{uuid.uuid4().hex[:12]}"
+        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
+        engine = sa.create_engine(sa.engine.make_url(PG_URL).set(database=database))
+    metadata.create_all(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        if name == "postgres":
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            admin.dispose()
+
+
+def load(
+    conn: sa.Connection, rows: Sequence[Mapping[str, Any]], event_rows: Sequence[Mapping[str, Any]]
+) -> None:
+    conn.execute(events.delete())
+    conn.execute(profiles.delete())
+    if rows:
+        conn.execute(profiles.insert(), [{c: row.get(c) for c in ("id", *COLUMNS)} for row in rows])
+    if event_rows:
+        conn.execute(
+            events.insert(),
+            [
+                {"workspace": WORKSPACE, **{k: e.get(k) for k in ("entity_id", "event", "ts", "props")}}
+                for e in event_rows
+            ],
+        )
+
+
+def record(row: Mapping[str, Any], event_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A row as the real-time path sees it: null columns left out, events under "$events"."""
+    out = {c: row[c] for c in COLUMNS if row.get(c) is not None}
+    out[EVENTS_KEY] = [
+        {"event": e["event"], "timestamp": e["ts"], "properties": e["props"]}
+        for e in event_rows
+        if e["entity_id"] == row["id"]
+    ]
+    return out
+
+
+def compare(
+    conn: sa.Connection,
+    node: Node,
+    rows: Sequence[Mapping[str, Any]],
+    event_rows: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> tuple[list[int], list[int]]:
+    """(ids the predicate matches, ids the SQL matches). Also checks the SQL is never NULL, so that a
+    caller's NOT around it means what the predicate's `not` means."""
+    predicate = to_predicate(node, now=lambda: now)
+    expected = sorted(row["id"] for row in rows if predicate(record(row, event_rows)))
+    expression = to_sql(node, MODEL, now=now)
+    result = conn.execute(sa.select(profiles.c.id, expression.label("m")).order_by(profiles.c.id)).all()
+    nulls = [r.id for r in result if r.m is None]
+    assert not nulls, f"SQL is NULL for rows {nulls}"
+    negated = sorted(r.id for r in conn.execute(sa.select(profiles.c.id).where(sa.not_(expression))))
+    got = sorted(r.id for r in result if r.m)
+    assert sorted(set(r["id"] for r in rows) - set(got)) == negated, "NOT(expression) is not the complement"
+    return expected, got
+
+
+NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
