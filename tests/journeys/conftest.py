@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -119,4 +120,4 @@ def api(client: TestClient, ctx: AppContext, workspace: WorkspaceFixture) -> Api
 
 def chain(*tiles: dict[str, Any]) -> list[dict[str, str]]:
     """Edges joining tiles one after the other."""
-    return [{"from": a["id"], "to": b["id"]} for a, b in zip(tiles, tiles[1:], strict=False)]
+    return [{"from": a["id"], "to": b["id"]} for a, b in itertools.pairwise(tiles)]

@@ -88,7 +88,11 @@ def test_create__seed_example__returns_every_seed_field(api: Api, model_id: str,
     assert body["schedule"] == "0 */6 * * *"
     assert body["entry_criteria"] == {} and body["exit_criteria"] == {}
     # Positions (the UI's) come back untouched; edges as sent.
-    assert [t.get("position") for t in body["tiles"]] == [{"x": 0, "y": 0}, {"x": 0, "y": 200}, {"x": 0, "y": 400}]
+    assert [t.get("position") for t in body["tiles"]] == [
+        {"x": 0, "y": 0},
+        {"x": 0, "y": 200},
+        {"x": 0, "y": 400},
+    ]
     assert body["edges"] == seed_body(model_id)["edges"]
 
     # And GET and the list return the same object
@@ -99,9 +103,15 @@ def test_create__seed_example__returns_every_seed_field(api: Api, model_id: str,
 def test_create__opaque_position__stored_untouched(api: Api, model_id: str) -> None:
     position = {"x": 1.5, "y": -2, "layer": {"collapsed": True, "tags": ["a", None]}}
     body = api.create(
-        {"name": "p", "parent_model_id": model_id, "tiles": [{"id": "e", "type": "entry", "position": position}]}
+        {
+            "name": "p",
+            "parent_model_id": model_id,
+            "tiles": [{"id": "e", "type": "entry", "position": position}],
+        }
     )
-    assert api.get(f"/{body['id']}")["tiles"] == [{"id": "e", "type": "entry", "config": {}, "position": position}]
+    assert api.get(f"/{body['id']}")["tiles"] == [
+        {"id": "e", "type": "entry", "config": {}, "position": position}
+    ]
 
 
 def test_create__x_workspace_id_of_other_workspace__404(
@@ -119,32 +129,91 @@ def test_create__x_workspace_id_of_other_workspace__404(
         ({"parent_model_id": "00000000-0000-0000-0000-000000000000"}, "parent_model_id"),
         ({"schedule": "every tuesday"}, "schedule"),
         ({"schedule": "61 * * * *"}, "schedule"),
-        ({"entry_criteria": {"field": "no_such_column", "operator": "is", "value": 1}}, "entry_criteria.field"),
-        ({"exit_criteria": {"field": "plan", "operator": "equals", "value": "pro"}}, "exit_criteria.operator"),
-        ({"tiles": [{"id": "w", "type": "wait", "config": {"duration": 3, "unit": "fortnights"}}]}, "tiles[0].config.unit"),
-        ({"tiles": [{"id": "w", "type": "wait", "config": {"duration": -1, "unit": "days"}}]}, "tiles[0].config.duration"),
+        (
+            {"entry_criteria": {"field": "no_such_column", "operator": "is", "value": 1}},
+            "entry_criteria.field",
+        ),
+        (
+            {"exit_criteria": {"field": "plan", "operator": "equals", "value": "pro"}},
+            "exit_criteria.operator",
+        ),
+        (
+            {"tiles": [{"id": "w", "type": "wait", "config": {"duration": 3, "unit": "fortnights"}}]},
+            "tiles[0].config.unit",
+        ),
+        (
+            {"tiles": [{"id": "w", "type": "wait", "config": {"duration": -1, "unit": "days"}}]},
+            "tiles[0].config.duration",
+        ),
         ({"tiles": [{"id": "w", "type": "wait", "config": {"until": "25:00"}}]}, "tiles[0].config.until"),
-        ({"tiles": [{"id": "w", "type": "wait", "config": {"until": "09:00", "timezone": "Mars/Base"}}]}, "tiles[0].config.timezone"),
-        ({"tiles": [{"id": "e", "type": "entry", "config": {"reentry": "always"}}]}, "tiles[0].config.reentry"),
+        (
+            {"tiles": [{"id": "w", "type": "wait", "config": {"until": "09:00", "timezone": "Mars/Base"}}]},
+            "tiles[0].config.timezone",
+        ),
+        (
+            {"tiles": [{"id": "e", "type": "entry", "config": {"reentry": "always"}}]},
+            "tiles[0].config.reentry",
+        ),
         ({"tiles": [{"id": "e", "type": "entry", "config": {"color": "red"}}]}, "tiles[0].config.color"),
         (
-            {"tiles": [{"id": "f", "type": "filter", "config": {"criteria": {"field": "nope", "operator": "exists"}}}]},
+            {
+                "tiles": [
+                    {
+                        "id": "f",
+                        "type": "filter",
+                        "config": {"criteria": {"field": "nope", "operator": "exists"}},
+                    }
+                ]
+            },
             "tiles[0].config.criteria.field",
         ),
         (
-            {"tiles": [{"id": "s", "type": "split", "config": {"variants": [{"name": "A", "percentage": 150}]}}]},
+            {
+                "tiles": [
+                    {"id": "s", "type": "split", "config": {"variants": [{"name": "A", "percentage": 150}]}}
+                ]
+            },
             "tiles[0].config.variants[0].percentage",
         ),
         (
-            {"tiles": [{"id": "s", "type": "split", "config": {"variants": [{"name": "A", "percentage": 50}, {"name": "A", "percentage": 50}]}}]},
+            {
+                "tiles": [
+                    {
+                        "id": "s",
+                        "type": "split",
+                        "config": {
+                            "variants": [{"name": "A", "percentage": 50}, {"name": "A", "percentage": 50}]
+                        },
+                    }
+                ]
+            },
             "tiles[0].config.variants[1].name",
         ),
         (
-            {"tiles": [{"id": "y", "type": "sync", "config": {"destination_id": "d", "field_mapping": [{"from": "nope", "to": "x"}]}}]},
+            {
+                "tiles": [
+                    {
+                        "id": "y",
+                        "type": "sync",
+                        "config": {"destination_id": "d", "field_mapping": [{"from": "nope", "to": "x"}]},
+                    }
+                ]
+            },
             "tiles[0].config.field_mapping[0].from",
         ),
         (
-            {"tiles": [{"id": "y", "type": "sync", "config": {"destination_id": "d", "field_mapping": [{"from": "email", "to": "e"}, {"from": "plan", "to": "e"}]}}]},
+            {
+                "tiles": [
+                    {
+                        "id": "y",
+                        "type": "sync",
+                        "config": {
+                            "destination_id": "d",
+                            "field_mapping": [{"from": "email", "to": "e"}, {"from": "plan", "to": "e"}],
+                        },
+                    }
+                ]
+            },
             "tiles[0].config.field_mapping[1].to",
         ),
         ({"tiles": [{"id": "t", "type": "teleport"}]}, "tiles.0.type"),

@@ -51,7 +51,9 @@ def model_id(api: Api) -> str:
 
 
 @pytest.mark.parametrize(("current", "target"), list(product(STATUSES, STATUSES)))
-def test_transition_table__every_pair__allowed_by_its_action_only(current: JourneyStatus, target: JourneyStatus) -> None:
+def test_transition_table__every_pair__allowed_by_its_action_only(
+    current: JourneyStatus, target: JourneyStatus
+) -> None:
     for action in Action:
         if TRANSITIONS.get((current, target)) == action:
             assert transition(current, target, action) == target
@@ -81,7 +83,9 @@ def test_lifecycle_endpoint__every_status__succeeds_iff_in_table_else_409_naming
 
 
 @pytest.mark.parametrize("current", STATUSES)
-def test_delete__every_status__allowed_unless_moving_members(api: Api, model_id: str, current: JourneyStatus) -> None:
+def test_delete__every_status__allowed_unless_moving_members(
+    api: Api, model_id: str, current: JourneyStatus
+) -> None:
     journey = api.create(_valid_body(model_id))
     _force_status(api, journey["id"], current)
     r = api.client.delete(api.url(f"/{journey['id']}"), headers=api.ws.headers)
@@ -140,7 +144,9 @@ def test_put_on_active__invalid_definition__422_and_unchanged(api: Api, model_id
     assert api.get(f"/{journey['id']}")["edges"] == journey["edges"]
 
 
-def test_drain__members_finish_then_archived_automatically(api: Api, model_id: str, frozen_clock: Any) -> None:
+def test_drain__members_finish_then_archived_automatically(
+    api: Api, model_id: str, frozen_clock: Any
+) -> None:
     # Given an active journey whose members wait one day
     journey = api.create(_valid_body(model_id, schedule="0 * * * *"))
     jid = journey["id"]

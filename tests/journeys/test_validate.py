@@ -27,7 +27,11 @@ WAIT = {"id": "tile-2", "type": "wait", "config": {"duration": 1, "unit": "hours
 
 def test_validate__sound_journey__valid(api: Api, model_id: str) -> None:
     destination = api.webhook("http://127.0.0.1:9/hook")
-    result = _validate(api, model_id, **{k: v for k, v in seed_body(model_id, destination).items() if k in ("tiles", "edges")})
+    result = _validate(
+        api,
+        model_id,
+        **{k: v for k, v in seed_body(model_id, destination).items() if k in ("tiles", "edges")},
+    )
     assert result == {"valid": True, "errors": []}
 
 
@@ -49,7 +53,11 @@ def test_validate__empty_journey__needs_an_entry(api: Api, model_id: str) -> Non
 
 def test_validate__cycle__names_the_tiles_on_it(api: Api, model_id: str) -> None:
     tiles = [ENTRY, WAIT, {"id": "tile-3", "type": "wait", "config": {"duration": 1, "unit": "days"}}]
-    edges = [{"from": "tile-1", "to": "tile-2"}, {"from": "tile-2", "to": "tile-3"}, {"from": "tile-3", "to": "tile-2"}]
+    edges = [
+        {"from": "tile-1", "to": "tile-2"},
+        {"from": "tile-2", "to": "tile-3"},
+        {"from": "tile-3", "to": "tile-2"},
+    ]
     errors = _validate(api, model_id, tiles=tiles, edges=edges)["errors"]
     assert "Orchestration has a cycle: tile-2 -> tile-3 -> tile-2" in errors
 
@@ -63,8 +71,16 @@ def test_validate__edge_to_unknown_tile__named(api: Api, model_id: str) -> None:
 def test_validate__branches__complete_and_unique(api: Api, model_id: str) -> None:
     tiles = [
         ENTRY,
-        {"id": "f", "type": "filter", "config": {"criteria": {"field": "plan", "operator": "is", "value": "pro"}}},
-        {"id": "s", "type": "split", "config": {"variants": [{"name": "A", "percentage": 50}, {"name": "B", "percentage": 50}]}},
+        {
+            "id": "f",
+            "type": "filter",
+            "config": {"criteria": {"field": "plan", "operator": "is", "value": "pro"}},
+        },
+        {
+            "id": "s",
+            "type": "split",
+            "config": {"variants": [{"name": "A", "percentage": 50}, {"name": "B", "percentage": 50}]},
+        },
         {"id": "x1", "type": "exit"},
         {"id": "x2", "type": "exit"},
     ]
@@ -87,7 +103,10 @@ def test_validate__branches__complete_and_unique(api: Api, model_id: str) -> Non
     ("tile", "message"),
     [
         ({"type": "wait"}, "Tile 'tile-2' (wait) needs a duration and unit, or an until time"),
-        ({"type": "wait", "config": {"duration": 2}}, "Tile 'tile-2' (wait) needs a unit (minutes, hours, days, weeks)"),
+        (
+            {"type": "wait", "config": {"duration": 2}},
+            "Tile 'tile-2' (wait) needs a unit (minutes, hours, days, weeks)",
+        ),
         ({"type": "filter"}, "Tile 'tile-2' (filter) needs criteria"),
         ({"type": "split"}, "Tile 'tile-2' (split) needs variants"),
         (
@@ -95,18 +114,35 @@ def test_validate__branches__complete_and_unique(api: Api, model_id: str) -> Non
             "Tile 'tile-2' (split) needs at least two variants",
         ),
         (
-            {"type": "split", "config": {"variants": [{"name": "A", "percentage": 60}, {"name": "B", "percentage": 30}]}},
+            {
+                "type": "split",
+                "config": {"variants": [{"name": "A", "percentage": 60}, {"name": "B", "percentage": 30}]},
+            },
             "Tile 'tile-2' (split) variant percentages add up to 90, not 100",
         ),
-        ({"type": "sync", "config": {"field_mapping": [{"from": "email", "to": "email"}]}}, "Tile 'tile-2' (sync) needs a destination_id"),
-        ({"type": "sync", "config": {"destination_id": "d"}}, "Tile 'tile-2' (sync) needs a field_mapping (at least one {from, to})"),
         (
-            {"type": "sync", "config": {"destination_id": "no-such-destination", "field_mapping": [{"from": "email", "to": "e"}]}},
+            {"type": "sync", "config": {"field_mapping": [{"from": "email", "to": "email"}]}},
+            "Tile 'tile-2' (sync) needs a destination_id",
+        ),
+        (
+            {"type": "sync", "config": {"destination_id": "d"}},
+            "Tile 'tile-2' (sync) needs a field_mapping (at least one {from, to})",
+        ),
+        (
+            {
+                "type": "sync",
+                "config": {
+                    "destination_id": "no-such-destination",
+                    "field_mapping": [{"from": "email", "to": "e"}],
+                },
+            },
             "Tile 'tile-2' (sync) sends to unknown destination 'no-such-destination'",
         ),
     ],
 )
-def test_validate__tile_config__required_per_type(api: Api, model_id: str, tile: dict[str, Any], message: str) -> None:
+def test_validate__tile_config__required_per_type(
+    api: Api, model_id: str, tile: dict[str, Any], message: str
+) -> None:
     tiles = [ENTRY, {"id": "tile-2", **tile}]
     errors = _validate(api, model_id, tiles=tiles, edges=[{"from": "tile-1", "to": "tile-2"}])["errors"]
     assert message in errors, errors
@@ -116,7 +152,14 @@ def test_validate__other_workspaces_destination__unknown(
     api: Api, model_id: str, client: Any, ctx: Any, other_workspace: Any
 ) -> None:
     theirs = Api(client, ctx, other_workspace).webhook("http://127.0.0.1:9/x")
-    tiles = [ENTRY, {"id": "tile-2", "type": "sync", "config": {"destination_id": theirs, "field_mapping": [{"from": "email", "to": "e"}]}}]
+    tiles = [
+        ENTRY,
+        {
+            "id": "tile-2",
+            "type": "sync",
+            "config": {"destination_id": theirs, "field_mapping": [{"from": "email", "to": "e"}]},
+        },
+    ]
     errors = _validate(api, model_id, tiles=tiles, edges=[{"from": "tile-1", "to": "tile-2"}])["errors"]
     assert errors == [f"Tile 'tile-2' (sync) sends to unknown destination '{theirs}'"]
 
