@@ -23,6 +23,7 @@ Three properties matter:
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -57,12 +58,42 @@ DNS_TTL_SECONDS = 30.0
 MAX_RESPONSE_BYTES = 64 * 1024
 REDACTED_ON_CROSS_ORIGIN = ("authorization", "proxy-authorization", "cookie")
 
-# Ranges that `ipaddress` calls global but no destination should ever be: shared address space
-# (CGNAT) is listed for clarity, NAT64 and 6to4/Teredo embed an IPv4 address we judge separately.
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# Special-purpose blocks (IANA registries), listed explicitly so the verdict does not depend on the
+# Python version's idea of `is_global`. Each with the reason shown to the user.
+_SPECIAL: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ipaddress.ip_network(net), why)
+    for net, why in (
+        ("0.0.0.0/8", "a 'this network' address"),
+        ("10.0.0.0/8", "a private address"),
+        ("100.64.0.0/10", "a carrier-grade NAT (100.64.0.0/10) address"),
+        ("127.0.0.0/8", "a loopback address"),
+        ("169.254.0.0/16", "a link-local address (this includes cloud metadata services)"),
+        ("172.16.0.0/12", "a private address"),
+        ("192.0.0.0/24", "an IETF protocol assignment address"),
+        ("192.0.2.0/24", "a documentation address"),
+        ("192.88.99.0/24", "a 6to4 relay address"),
+        ("192.168.0.0/16", "a private address"),
+        ("198.18.0.0/15", "a benchmarking address"),
+        ("198.51.100.0/24", "a documentation address"),
+        ("203.0.113.0/24", "a documentation address"),
+        ("224.0.0.0/4", "a multicast address"),
+        ("240.0.0.0/4", "a reserved address"),
+        ("::/128", "the unspecified address"),
+        ("::1/128", "a loopback address"),
+        ("::ffff:0:0/96", "an IPv4-mapped IPv6 address"),
+        ("::/96", "an IPv4-compatible IPv6 address"),
+        ("64:ff9b::/96", "a NAT64 address"),
+        ("64:ff9b:1::/48", "a NAT64 address"),
+        ("100::/64", "a discard-only address"),
+        ("2001::/23", "an IETF protocol assignment (e.g. Teredo) address"),
+        ("2001:db8::/32", "a documentation address"),
+        ("fc00::/7", "a unique local (ULA) address"),
+        ("fe80::/10", "a link-local address"),
+        ("fec0::/10", "a site-local address"),
+        ("ff00::/8", "a multicast address"),
+    )
+)
+_6TO4 = ipaddress.ip_network("2002::/16")
 
 
 class EgressError(Invalid):
@@ -87,38 +118,18 @@ class TooManyRedirects(EgressError):
 
 def address_refusal(ip: IPAddress) -> str | None:
     """Why `ip` is not a public unicast address, or None if it is one."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return "an IPv4-mapped IPv6 address"
-        if ip in _IPV4_COMPATIBLE:
-            return "an IPv4-compatible IPv6 address" if int(ip) > 1 else _flag_reason(ip)
-        if ip in _NAT64 or ip in _NAT64_LOCAL:
-            return "a NAT64 address"
-        if ip.sixtofour is not None and address_refusal(ip.sixtofour) is not None:
+    for net, why in _SPECIAL:
+        if ip.version == net.version and ip in net:
+            return why
+    if isinstance(ip, ipaddress.IPv6Address) and ip in _6TO4:
+        embedded = ip.sixtofour
+        if embedded is not None and address_refusal(embedded) is not None:
             return "a 6to4 address embedding a non-public IPv4 address"
-        if ip.teredo is not None:
-            return "a Teredo address"
-    if ip.version == 4 and ip in _CGNAT:
-        return "a carrier-grade NAT (100.64.0.0/10) address"
-    reason = _flag_reason(ip)
-    if reason is None and not ip.is_global:
+        return None
+    if ip.is_unspecified or ip.is_loopback or ip.is_link_local or ip.is_multicast:
+        return "a non-unicast or local address"
+    if ip.is_private or ip.is_reserved or not ip.is_global:
         return "not a globally routable address"
-    return reason
-
-
-def _flag_reason(ip: IPAddress) -> str | None:
-    if ip.is_unspecified:
-        return "the unspecified address"
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip.is_link_local:
-        return "a link-local address (this includes cloud metadata services)"
-    if ip.is_multicast:
-        return "a multicast address"
-    if ip.is_reserved:
-        return "a reserved address"
-    if ip.is_private:
-        return "a private address"
     return None
 
 
@@ -197,10 +208,13 @@ class EgressGuard:
             raise EgressRefused(f"not a valid URL: {exc}") from None
         if parsed.scheme not in ("http", "https"):
             raise EgressRefused("only http:// and https:// URLs are allowed")
-        if not parsed.host:
+        host = parsed.raw_host.decode("ascii", "replace")  # IDNA already applied: what we connect to
+        if not host:
             raise EgressRefused("the URL has no host")
+        if not _HOSTNAME.match(host) and not _is_ip(host):
+            raise EgressRefused(f"'{host}' is not a valid host name")
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        return self.check_host(parsed.host, port)
+        return self.check_host(host, port)
 
     # -- connecting ----------------------------------------------------------------------------
 
@@ -278,6 +292,17 @@ class EgressGuard:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _read_bounded(response: httpx.Response) -> None:

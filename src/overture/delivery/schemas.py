@@ -136,6 +136,45 @@ class SmtpConfig(Strict):
         return self
 
 
+#: s3fs options a destination may set. Deliberately absent: `profile` (would borrow the server's
+#: AWS profile), `session`/`loop` (objects), `config_kwargs.proxies` (would route around the guard).
+S3_OPTIONS = frozenset(
+    {
+        "key",
+        "secret",
+        "token",
+        "anon",
+        "endpoint_url",
+        "client_kwargs",
+        "config_kwargs",
+        "s3_additional_kwargs",
+        "requester_pays",
+        "use_ssl",
+        "default_block_size",
+        "version_aware",
+    }
+)
+S3_CLIENT_KWARGS = frozenset(
+    {
+        "endpoint_url",
+        "region_name",
+        "verify",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+    }
+)
+S3_CONFIG_KWARGS = frozenset({"signature_version", "s3", "connect_timeout", "read_timeout", "retries"})
+
+
+def _check_keys(value: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{where}: unsupported option '{unknown[0]}' (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
 class FileConfig(Strict):
     url: str = Field(
         min_length=1,
@@ -159,6 +198,18 @@ class FileConfig(Strict):
             bucket = rest.split("/", 1)[0]
             if not _BUCKET.match(bucket):
                 raise ValueError(f"'{bucket}' is not a valid S3 bucket name")
+        return value
+
+    @field_validator("storage_options")
+    @classmethod
+    def _known_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_keys(value, S3_OPTIONS, "storage_options")
+        for name, allowed in (("client_kwargs", S3_CLIENT_KWARGS), ("config_kwargs", S3_CONFIG_KWARGS)):
+            inner = value.get(name)
+            if inner is not None:
+                if not isinstance(inner, dict):
+                    raise ValueError(f"storage_options.{name} must be an object")
+                _check_keys(inner, allowed, f"storage_options.{name}")
         return value
 
     @model_validator(mode="after")

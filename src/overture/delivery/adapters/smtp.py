@@ -60,12 +60,11 @@ class SmtpPool:
     """Idle SMTP sessions per destination config, reused across batches (a session costs a TCP and
     often a TLS handshake plus AUTH: far more than sending one message)."""
 
-    def __init__(self, guard: EgressGuard) -> None:
-        self._guard = guard
+    def __init__(self) -> None:
         self._idle: dict[str, list[tuple[smtplib.SMTP, float]]] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, key: str, cfg: SmtpConfig) -> tuple[smtplib.SMTP, bool]:
+    def acquire(self, key: str, cfg: SmtpConfig, guard: EgressGuard) -> tuple[smtplib.SMTP, bool]:
         """A session and whether it was reused (a reused one may have been dropped by the server)."""
         now = time.monotonic()
         with self._lock:
@@ -75,7 +74,7 @@ class SmtpPool:
                 if now - since < IDLE_SECONDS:
                     return conn, True
                 _quietly_close(conn)
-        return self._connect(cfg), False
+        return self._connect(cfg, guard), False
 
     def release(self, key: str, conn: smtplib.SMTP) -> None:
         with self._lock:
@@ -85,14 +84,14 @@ class SmtpPool:
                 return
         _quietly_close(conn)
 
-    def _connect(self, cfg: SmtpConfig) -> smtplib.SMTP:
+    def _connect(self, cfg: SmtpConfig, guard: EgressGuard) -> smtplib.SMTP:
         helo = socket.gethostname() or "overture"  # not getfqdn(): that can block on reverse DNS
         conn: smtplib.SMTP
         if cfg.ssl:
             conn = _PinnedSMTPSSL(local_hostname=helo, timeout=cfg.timeout_seconds, context=_tls())
         else:
             conn = _PinnedSMTP(local_hostname=helo, timeout=cfg.timeout_seconds)
-        conn.guard = self._guard
+        conn.guard = guard
         try:
             conn.connect(cfg.host, cfg.port)
             conn.ehlo()
@@ -128,7 +127,7 @@ def _quietly_close(conn: smtplib.SMTP) -> None:
 
 def pool_for(ctx: AppContext) -> SmtpPool:
     def build(c: AppContext) -> SmtpPool:
-        pool = SmtpPool(guard_for(c))
+        pool = SmtpPool()
         c.closers.append(pool.close)
         return pool
 
@@ -196,6 +195,11 @@ class SmtpAdapter(Adapter):
             cfg = parse_config(SmtpConfig, target.config)
         except Exception as exc:
             return [Outcome.failed(m.idempotency_key, f"invalid destination config: {exc}") for m in messages]
+        guard = guard_for(ctx)
+        try:  # checked per batch too: a pooled session may predate a policy or DNS change
+            guard.check_host(cfg.host, cfg.port)
+        except EgressError as exc:
+            return self._rest(messages, self._connection_error(exc), isinstance(exc, EgressRefused))
         pool = pool_for(ctx)
         pool_key = (
             target.id
@@ -219,9 +223,19 @@ class SmtpAdapter(Adapter):
                     )
                     continue
                 while True:
+                    if conn is None:
+                        try:
+                            conn, reused = pool.acquire(pool_key, cfg, guard)
+                        except EgressError as exc:
+                            permanent = isinstance(exc, EgressRefused)
+                            outcomes.extend(
+                                self._rest(messages[index:], self._connection_error(exc), permanent)
+                            )
+                            return outcomes
+                        except (smtplib.SMTPException, OSError) as exc:  # refused, TLS, AUTH, HELO
+                            outcomes.extend(self._rest(messages[index:], self._connection_error(exc), False))
+                            return outcomes
                     try:
-                        if conn is None:
-                            conn, reused = pool.acquire(pool_key, cfg)
                         conn.send_message(email, to_addrs=[rcpt])
                         outcomes.append(Outcome.sent(key))
                     except smtplib.SMTPRecipientsRefused as exc:
@@ -229,31 +243,12 @@ class SmtpAdapter(Adapter):
                         outcomes.append(_code_outcome(key, code, detail))
                     except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
                         outcomes.append(_code_outcome(key, exc.smtp_code, exc.smtp_error))
-                    except smtplib.SMTPNotSupportedError as exc:
+                    except smtplib.SMTPNotSupportedError as exc:  # e.g. SMTPUTF8 address, no support
                         outcomes.append(Outcome.failed(key, f"server cannot take this message: {exc}"))
-                    except EgressError as exc:
-                        outcomes.extend(
-                            self._rest(
-                                messages[index:], self._connection_error(exc), isinstance(exc, EgressRefused)
-                            )
-                        )
-                        return outcomes
-                    except smtplib.SMTPServerDisconnected as exc:
+                    except (smtplib.SMTPServerDisconnected, OSError) as exc:
                         conn = self._drop(conn)
-                        if reused:  # a pooled session the server had dropped: one fresh try
-                            reused = False
-                            continue
-                        outcomes.extend(self._rest(messages[index:], self._connection_error(exc), False))
-                        return outcomes
-                    except smtplib.SMTPException as exc:  # auth, HELO, STARTTLS refused: config/server
-                        conn = self._drop(conn)
-                        error = f"SMTP session failed: {type(exc).__name__}: {exc}"
-                        outcomes.extend(self._rest(messages[index:], error, False))
-                        return outcomes
-                    except OSError as exc:  # refused, reset, timed out
-                        conn = self._drop(conn)
-                        if reused:
-                            reused = False
+                        if reused and not isinstance(exc, smtplib.SMTPResponseException):
+                            reused = False  # a pooled session the server had dropped: one fresh try
                             continue
                         outcomes.extend(self._rest(messages[index:], self._connection_error(exc), False))
                         return outcomes
@@ -279,7 +274,7 @@ class SmtpAdapter(Adapter):
     def _connection_error(exc: BaseException) -> str:
         if isinstance(exc, EgressError):
             return f"egress refused: {exc.message}" if isinstance(exc, EgressRefused) else exc.message
-        return f"SMTP connection failed: {type(exc).__name__}: {exc}"
+        return f"SMTP session failed: {type(exc).__name__}: {exc}"
 
     @staticmethod
     def _rest(rest: Sequence[Message], error: str, permanent: bool) -> list[Outcome]:

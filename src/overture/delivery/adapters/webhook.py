@@ -16,7 +16,7 @@ import orjson
 
 from overture import __version__
 from overture.delivery.adapters.base import Adapter, Target, parse_config
-from overture.delivery.egress import EgressError, EgressRefused, HostUnresolved, guard_for
+from overture.delivery.egress import EgressError, EgressRefused, HostUnresolved, TooManyRedirects, guard_for
 from overture.delivery.messages import Message, Outcome
 from overture.delivery.schemas import WebhookConfig
 
@@ -105,7 +105,9 @@ class WebhookAdapter(Adapter):
             return self._post(ctx, cfg, message)
         except EgressRefused as exc:
             return Outcome.failed(key, f"egress refused: {exc.message}")
-        except EgressError as exc:  # unresolved host, too many redirects: may heal
+        except TooManyRedirects as exc:
+            return Outcome.failed(key, exc.message)
+        except EgressError as exc:  # the host does not resolve right now: may heal
             return Outcome.retry(key, exc.message)
         except httpx.TimeoutException as exc:
             return Outcome.retry(key, f"timeout: {type(exc).__name__}")
