@@ -171,6 +171,108 @@ def _first_run(ctx: AppContext) -> None:
         creds = {"workspace_id": ws.id, "api_key": secret, "public_key": public}
     _write_credentials(ctx.settings.home, creds)
     # -- first-run hooks (demo data): add calls below this marker --
+    _load_demo_data(ctx, creds["workspace_id"])
+
+
+def _progress_bar(quiet: bool):  # type: ignore[no-untyped-def]
+    """A Rich progress bar fed by the loaders' progress(stage, done, total) callbacks."""
+    from contextlib import nullcontext
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if quiet:
+        return nullcontext(None)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    )
+
+
+def _progress_callback(bar: object):  # type: ignore[no-untyped-def]
+    tasks: dict[str, object] = {}
+
+    def update(stage: str, done: int, total: int | None) -> None:
+        if bar is None:
+            return
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)  # type: ignore[attr-defined]
+        bar.update(tasks[stage], completed=done, total=total)  # type: ignore[attr-defined]
+
+    return update
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="A .csv or .parquet file.")],
+    model: Annotated[str, typer.Option(help="Model name; created (managed) on first use.")],
+    primary_key: Annotated[
+        str | None, typer.Option("--primary-key", help="Key column; required when the model is new.")
+    ] = None,
+    workspace: Annotated[str | None, typer.Option(help="Workspace id (optional with one workspace).")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv or parquet (default: from the name).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Load CSV or Parquet into an entity model: types inferred, empty cells null, upsert by key."""
+    from overture.data.loader import import_file
+    from overture.errors import OvertureError
+
+    ctx = _context()
+    try:
+        ws = _single_workspace_id(ctx, workspace)
+        with _progress_bar(as_json) as bar:
+            result = import_file(ctx, ws, file, model, primary_key, fmt=fmt, progress=_progress_callback(bar))
+    except OvertureError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2)
+    finally:
+        ctx.close()
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+    else:
+        console.print(
+            f"{result.rows} rows into model [bold]{result.model}[/bold] ({result.table}): "
+            f"{result.inserted} inserted, {result.updated} updated"
+            + (f", new columns {', '.join(result.columns_added)}" if result.columns_added else "")
+        )
+
+
+@app.command()
+def demo(
+    workspace: Annotated[str | None, typer.Option(help="Workspace id (optional with one workspace).")] = None,
+    rows: Annotated[int, typer.Option(min=1, max=50_000_000, help="Customers to generate.")] = 100_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Load the synthetic `customers` model and its events (idempotent: a second run adds nothing)."""
+    from overture.data.loader import load_demo
+    from overture.errors import OvertureError
+
+    ctx = _context()
+    try:
+        ws = _single_workspace_id(ctx, workspace)
+        with _progress_bar(as_json) as bar:
+            result = load_demo(ctx, ws, rows, progress=_progress_callback(bar))
+    except OvertureError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2)
+    finally:
+        ctx.close()
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+    else:
+        console.print(
+            f"model customers ({result.table}): {result.customers_added} customers and "
+            f"{result.events_added} events added, {result.customers_total} customers in all"
+        )
+
+
+def _load_demo_data(ctx: AppContext, workspace_id: str) -> None:
+    """First run: give the new workspace demo customers and events so every surface has data."""
+    from overture.data.loader import load_demo
+
+    with _progress_bar(False) as bar:
+        result = load_demo(ctx, workspace_id, progress=_progress_callback(bar))
+    console.print(f"demo data: {result.customers_total} customers in model 'customers'")
 
 
 if __name__ == "__main__":  # pragma: no cover

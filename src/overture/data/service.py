@@ -244,7 +244,13 @@ def create_managed_table(
         if not COLUMN_NAME.fullmatch(name):
             raise Invalid(f"columns: '{name}' is not a column name (letters, digits, _)", field="columns")
     sa_cols = [
-        sa.Column(name, COLUMN_TYPES[kind], primary_key=(name == primary_key), nullable=(name != primary_key))
+        sa.Column(
+            name,
+            COLUMN_TYPES[kind],
+            primary_key=(name == primary_key),
+            nullable=(name != primary_key),
+            autoincrement=False,
+        )
         for name, kind in specs.items()
     ]
     sa.Table(table, sa.MetaData(), *sa_cols).create(conn)

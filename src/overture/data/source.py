@@ -293,7 +293,9 @@ class DataSource:
             source = sa.text(
                 "(SELECT unnest(from_json(CAST(:payload AS JSON), :structure), recursive := true))"
             ).bindparams(payload=payload, structure=structure)
-            stage_rel: Any = sa.select(*[sa.column(n) for n in names]).select_from(source.columns().subquery("r"))
+            stage_rel: Any = sa.select(*[sa.column(n) for n in names]).select_from(
+                source.columns().subquery("r")
+            )
             conn.execute(sa.insert(table).from_select(names, stage_rel))
         elif self.is_postgres:
             row_type = conn.dialect.identifier_preparer.format_table(target.table())

@@ -1,0 +1,563 @@
+"""Bulk loads into managed models: `overture import FILE` (CSV/Parquet) and `overture demo`.
+
+Both describe their rows as one DuckDB SELECT (`read_csv_auto`, `read_parquet`, or a generator over
+`range()` with seeded hashes). On the embedded DuckDB source that SELECT runs inside the source and the
+rows never pass through Python; on another source (PostgreSQL...) an in-memory DuckDB runs it and the
+rows move in chunks of set-based upserts. Either way the load is one source transaction: all or nothing.
+
+Public functions (stable):
+    import_file(ctx, workspace_id, path, model_name, primary_key=None, progress=None) -> LoadResult
+    load_demo(ctx, workspace_id, rows=100_000, progress=None) -> DemoResult
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from overture.data.models import EntityModel
+from overture.data.records import jsonable, merge_rows
+from overture.data.service import COLUMN_NAME, COLUMN_TYPES, ensure_managed_model, get_model_by_name
+from overture.data.source import EVENTS_TABLE, Column, DataSource, TableRef, column_kind, get_source
+from overture.db.context import AppContext
+from overture.errors import Invalid
+
+__all__ = ["DEMO_MODEL", "DemoResult", "LoadResult", "Progress", "import_file", "load_demo"]
+
+#: progress(stage, done, total): stage is a short label; total may be None while unknown.
+Progress = Callable[[str, int, int | None], None]
+DEMO_MODEL = "customers"
+CHUNK = 50_000
+_SIMPLE_DUCK_TYPES = re.compile(
+    r"^(BOOLEAN|TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|FLOAT|DOUBLE|"
+    r"DECIMAL\(\d+,\d+\)|VARCHAR|DATE|TIMESTAMP|TIMESTAMP WITH TIME ZONE|UUID|JSON)$"
+)
+
+
+@dataclass
+class LoadResult:
+    model_id: str
+    model: str
+    table: str
+    rows: int
+    inserted: int
+    updated: int
+    created: bool
+    columns_added: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DemoResult:
+    model_id: str
+    table: str
+    customers_added: int
+    events_added: int
+    customers_total: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _noop(stage: str, done: int, total: int | None) -> None:
+    return None
+
+
+# -- import ------------------------------------------------------------------------------------------
+def _reader(path: Path, fmt: str | None) -> str:
+    kind = (fmt or "").lower() or _format_of(path)
+    if kind == "csv":
+        # all_varchar off: types inferred; an empty cell is NULL (DuckDB's default for CSV).
+        return "read_csv_auto(:path, header = true)"
+    if kind == "parquet":
+        return "read_parquet(:path)"
+    raise Invalid(
+        f"file: cannot tell the format of {path.name}; use .csv or .parquet (or --format)", field="file"
+    )
+
+
+def _format_of(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
+        return "csv"
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    return ""
+
+
+def _portable_select(described: Sequence[tuple[str, str]], reader: str) -> tuple[str, list[Column]]:
+    """SELECT the file's columns with types every target can hold: simple types as they are, nested
+    ones as JSON, anything else as text. Names are quoted, never spliced raw."""
+    parts, columns = [], []
+    for name, duck_type in described:
+        quoted = '"' + name.replace('"', '""') + '"'
+        t = duck_type.upper()
+        if _SIMPLE_DUCK_TYPES.match(t):
+            parts.append(quoted)
+            kind = column_kind(t)
+            columns.append(Column(name, t, kind))
+        elif t.endswith("]") or t.startswith(("STRUCT", "MAP", "LIST", "UNION")):
+            parts.append(f"CAST({quoted} AS JSON) AS {quoted}")
+            columns.append(Column(name, "JSON", "json"))
+        else:
+            parts.append(f"CAST({quoted} AS VARCHAR) AS {quoted}")
+            columns.append(Column(name, "VARCHAR", "string"))
+    return f"SELECT {', '.join(parts)} FROM {reader}", columns
+
+
+def import_file(
+    ctx: AppContext,
+    workspace_id: str,
+    path: Path,
+    model_name: str,
+    primary_key: str | None = None,
+    *,
+    fmt: str | None = None,
+    progress: Progress | None = None,
+) -> LoadResult:
+    """Load a CSV/Parquet file into model `model_name`, creating the managed model and its table on
+    first use (types inferred by DuckDB) and upserting by primary key afterwards. A model that is a
+    user's table also works (its columns must already exist); a SQL model is read-only."""
+    progress = progress or _noop
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise Invalid(f"file: {path} does not exist", field="file")
+    reader = _reader(path, fmt)
+    params = {"path": str(path)}
+    with _duck_reader(ctx) as duck:
+        try:
+            described = [
+                (str(r[0]), str(r[1]))
+                for r in duck.execute(sa.text(f"DESCRIBE SELECT * FROM {reader}"), params)
+            ]
+        except sa.exc.DBAPIError as exc:
+            raise Invalid(f"file: {str(exc.orig).splitlines()[0]}", field="file")
+    select_sql, columns = _portable_select(described, reader)
+    return _load(ctx, workspace_id, model_name, primary_key, select_sql, params, columns, progress)
+
+
+def _load(
+    ctx: AppContext,
+    workspace_id: str,
+    model_name: str,
+    primary_key: str | None,
+    select_sql: str,
+    params: dict[str, Any],
+    columns: list[Column],
+    progress: Progress,
+) -> LoadResult:
+    source = get_source(ctx)
+    by_name = {c.name: c for c in columns}
+    with ctx.transaction(workspace_id=workspace_id) as session:
+        existing = get_model_by_name(session, model_name)
+        if existing is None:
+            if not primary_key:
+                raise Invalid(
+                    "primary_key: --primary-key is required when the model is new", field="primary_key"
+                )
+            if primary_key not in by_name:
+                raise Invalid(f"primary_key: the file has no column '{primary_key}'", field="primary_key")
+            for c in columns:
+                if not COLUMN_NAME.fullmatch(c.name):
+                    raise Invalid(
+                        f"file: column '{c.name}' is not a column name (letters, digits, _)", field="file"
+                    )
+        elif existing.kind == "sql":
+            raise Invalid(f"model: '{model_name}' is a SQL model, which is read-only", field="model")
+        elif primary_key and primary_key != existing.primary_key:
+            raise Invalid(
+                f"primary_key: model '{model_name}' is keyed by '{existing.primary_key}'", field="primary_key"
+            )
+        model, created = ensure_managed_model(ctx, session, workspace_id, model_name, primary_key or "")
+        pk = model.primary_key
+        if pk not in by_name:
+            raise Invalid(f"file: the file has no column '{pk}' (the model's primary key)", field="file")
+        ref = TableRef(model.table_name or "") if model.managed else _table_ref(model)
+        with source.begin() as conn:
+            target_cols = source.table_columns(conn, ref)
+            added: list[str] = []
+            if target_cols is None:
+                _create_table(conn, ref, columns, pk)
+            else:
+                known = {c.name.lower() for c in target_cols}
+                missing = [c for c in columns if c.name.lower() not in known]
+                if missing and not model.managed:
+                    raise Invalid(f"file: table {ref} has no column '{missing[0].name}'", field="file")
+                for c in missing:
+                    _add_column(conn, ref, c)
+                    added.append(c.name)
+            inserted, updated, total = _transfer(
+                source, conn, ref, columns, pk, select_sql, params, progress, ctx
+            )
+        result = LoadResult(
+            model_id=model.id,
+            model=model.name,
+            table=str(ref),
+            rows=total,
+            inserted=inserted,
+            updated=updated,
+            created=created,
+            columns_added=added,
+        )
+    return result
+
+
+def _table_ref(model: EntityModel) -> TableRef:
+    from overture.data.source import parse_table_name
+
+    return parse_table_name(model.table_name or "")
+
+
+def _sa_type(column: Column) -> sa.types.TypeEngine[Any]:
+    t = column.sql_type.upper()
+    if column.kind == "timestamp":
+        return sa.DateTime(timezone="TIME ZONE" in t)
+    if t.startswith("DECIMAL"):
+        p, s = (int(x) for x in t[t.index("(") + 1 : -1].split(","))
+        return sa.Numeric(p, s)
+    if column.kind in COLUMN_TYPES:
+        return COLUMN_TYPES[column.kind]
+    return sa.String()
+
+
+def _create_table(conn: sa.Connection, ref: TableRef, columns: Sequence[Column], pk: str) -> None:
+    cols = [
+        sa.Column(
+            c.name, _sa_type(c), primary_key=(c.name == pk), nullable=(c.name != pk), autoincrement=False
+        )
+        for c in columns
+    ]
+    sa.Table(ref.name, sa.MetaData(), *cols, schema=ref.schema).create(conn)
+
+
+def _add_column(conn: sa.Connection, ref: TableRef, column: Column) -> None:
+    ddl = sa.schema.CreateColumn(sa.Column(column.name, _sa_type(column))).compile(dialect=conn.dialect)
+    table = conn.dialect.identifier_preparer.format_table(ref.table())
+    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {ddl}")
+
+
+def _transfer(
+    source: DataSource,
+    conn: sa.Connection,
+    ref: TableRef,
+    columns: Sequence[Column],
+    pk: str,
+    select_sql: str,
+    params: dict[str, Any],
+    progress: Progress,
+    ctx: AppContext,
+) -> tuple[int, int, int]:
+    """Move the SELECT's rows into `ref` by upsert; returns (inserted, updated, rows)."""
+    if source.is_duckdb:
+        return _transfer_in_duckdb(conn, ref, columns, pk, select_sql, params, progress)
+    inserted = updated = total = 0
+    with _duck_reader(ctx) as duck:
+        _check_keys(duck, select_sql, params, pk)
+        total_rows = int(duck.execute(sa.text(f"SELECT count(*) FROM ({select_sql})"), params).scalar_one())
+        result = duck.execute(sa.text(select_sql), params)
+        names = list(result.keys())
+        json_cols = {c.name for c in columns if c.kind == "json"}
+        while True:
+            batch = result.fetchmany(10_000)
+            if not batch:
+                break
+            rows = [
+                {
+                    n: (json.loads(v) if n in json_cols and isinstance(v, str) else jsonable(v))
+                    for n, v in zip(names, r, strict=True)
+                }
+                for r in batch
+            ]
+            ins, upd = merge_rows(source, conn, ref, columns, pk, rows)
+            inserted, updated, total = inserted + ins, updated + upd, total + len(rows)
+            progress("loading", total, total_rows)
+    return inserted, updated, total
+
+
+def _check_keys(conn: sa.Connection, select_sql: str, params: dict[str, Any], pk: str) -> None:
+    q = '"' + pk.replace('"', '""') + '"'
+    nulls, dupes, example = conn.execute(
+        sa.text(
+            f"SELECT count(*) FILTER (WHERE {q} IS NULL), count({q}) - count(DISTINCT {q}), "
+            f"(SELECT CAST({q} AS VARCHAR) FROM ({select_sql}) GROUP BY {q} HAVING count(*) > 1 LIMIT 1) "
+            f"FROM ({select_sql})"
+        ),
+        params,
+    ).one()
+    if nulls:
+        raise Invalid(f"file: {nulls} rows have no '{pk}' (the primary key)", field="file")
+    if dupes:
+        raise Invalid(f"file: '{pk}' repeats ({dupes} duplicates, e.g. {example!r})", field="file")
+
+
+def _transfer_in_duckdb(
+    conn: sa.Connection,
+    ref: TableRef,
+    columns: Sequence[Column],
+    pk: str,
+    select_sql: str,
+    params: dict[str, Any],
+    progress: Progress,
+) -> tuple[int, int, int]:
+    """Stage the SELECT inside the source, then UPDATE ... FROM / INSERT in chunks of CHUNK rows so the
+    progress bar moves; every statement is set-based and the whole load one transaction."""
+    _check_keys(conn, select_sql, params, pk)
+    names = [c.name for c in columns]
+    preparer = conn.dialect.identifier_preparer
+    stage = "_ov_import_stage"
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {stage}")
+    conn.execute(
+        sa.text(
+            f"CREATE TEMPORARY TABLE {stage} AS SELECT row_number() OVER () AS _ov_row, * FROM ({select_sql})"
+        ),
+        params,
+    )
+    try:
+        total = int(conn.exec_driver_sql(f"SELECT count(*) FROM {stage}").scalar_one())
+        progress("loading", 0, total)
+        t = ref.table(names)
+        s = sa.table(stage, sa.column("_ov_row"), *[sa.column(n) for n in names])
+        pk_t, pk_s = t.c[pk], s.c[pk]
+        others = [n for n in names if n != pk]
+        updated = int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(s).where(sa.exists().where(pk_t == pk_s))
+            ).scalar_one()
+        )
+        for start in range(0, max(total, 1), CHUNK):
+            window = s.c._ov_row.between(start + 1, start + CHUNK)
+            if others and updated:
+                conn.execute(sa.update(t).values({n: s.c[n] for n in others}).where(pk_t == pk_s, window))
+            new_rows = sa.select(*[s.c[n] for n in names]).where(window, ~sa.exists().where(pk_t == pk_s))
+            conn.execute(sa.insert(t).from_select(names, new_rows))
+            progress("loading", min(total, start + CHUNK), total)
+        _ = preparer
+    finally:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {stage}")
+    return total - updated, updated, total
+
+
+class _duck_reader:
+    """A DuckDB connection that can read files and run generators: the source itself when it is DuckDB
+    (same instance: one process may hold the file), else a private in-memory database."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.source = get_source(ctx)
+        self._engine: sa.Engine | None = None
+        self._conn: sa.Connection | None = None
+
+    def __enter__(self) -> sa.Connection:
+        if self.source.is_duckdb:
+            try:
+                self._conn = self.source.engine.connect()
+            except sa.exc.DBAPIError as exc:
+                raise self.source.error(exc) from exc
+        else:
+            self._engine = sa.create_engine("duckdb:///:memory:")
+            self._conn = self._engine.connect()
+            self._conn.exec_driver_sql("SET TimeZone = 'UTC'")
+        return self._conn
+
+    def __exit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+# -- demo ----------------------------------------------------------------------------------------------
+_COUNTRIES = [
+    ("US", "America/New_York"), ("US", "America/Chicago"), ("US", "America/Los_Angeles"),
+    ("US", "America/Denver"), ("GB", "Europe/London"), ("DE", "Europe/Berlin"), ("FR", "Europe/Paris"),
+    ("IN", "Asia/Kolkata"), ("BR", "America/Sao_Paulo"), ("JP", "Asia/Tokyo"), ("CA", "America/Toronto"),
+    ("AU", "Australia/Sydney"), ("ES", "Europe/Madrid"), ("MX", "America/Mexico_City"),
+    ("NL", "Europe/Amsterdam"), ("US", "America/New_York"),
+]  # fmt: skip
+
+
+def _list_literal(values: Sequence[str]) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+# Every value derives from hash(i, '<salt>'): fixed per customer index, so re-running is idempotent and
+# the data is the same on every machine with the same DuckDB version. Times count back from :now.
+DEMO_CUSTOMERS_SQL = f"""
+SELECT
+  printf('cus_%07d', i) AS customer_id,
+  CASE WHEN hp < 60 THEN 'free' WHEN hp < 80 THEN 'basic' WHEN hp < 95 THEN 'pro' ELSE 'enterprise' END
+    AS plan,
+  CASE WHEN hpl < 45 THEN 'ios' WHEN hpl < 85 THEN 'android' ELSE 'web' END AS platform,
+  {_list_literal([c for c, _ in _COUNTRIES])}[CAST(1 + hc AS BIGINT)] AS country,
+  CAST(CASE WHEN hp < 60 THEN (CASE WHEN hv % 10 = 0 THEN (hv % 500) / 100.0 ELSE 0 END)
+            WHEN hp < 80 THEN 5 + (hv % 5000) / 100.0
+            WHEN hp < 95 THEN 20 + (hv % 20000) / 100.0
+            ELSE 200 + (hv % 200000) / 100.0 END AS DOUBLE) AS ltv,
+  CAST(floor(pow((hs % 1000) / 1000.0, 2) * 300) AS INTEGER) AS session_count,
+  CAST(:now AS TIMESTAMPTZ) - to_seconds(CAST(hsig % 63072000 AS BIGINT)) AS signup_at,
+  CASE WHEN he % 100 < 3 THEN NULL ELSE 'user' || i || '@example.com' END AS email,
+  {_list_literal([t for _, t in _COUNTRIES])}[CAST(1 + hc AS BIGINT)] AS timezone,
+  CASE WHEN hp < 60 THEN 'free' WHEN hst % 100 < 75 THEN 'active' WHEN hst % 100 < 85 THEN 'trialing'
+       WHEN hst % 100 < 95 THEN 'cancelled' ELSE 'past_due' END AS subscription_status
+FROM (
+  SELECT i, hash(i, 'plan') % 100 AS hp, hash(i, 'platform') % 100 AS hpl,
+         hash(i, 'country') % {len(_COUNTRIES)} AS hc, hash(i, 'ltv') AS hv, hash(i, 'sessions') AS hs,
+         hash(i, 'signup') AS hsig, hash(i, 'email') AS he, hash(i, 'status') AS hst
+  FROM range(:start, :stop) t(i)
+)
+"""
+
+DEMO_EVENTS_SQL = """
+WITH c AS (
+  SELECT i, printf('cus_%07d', i) AS customer_id, hash(i, 'plan') % 100 AS hp
+  FROM range(:start, :stop) t(i)
+),
+opens AS (SELECT customer_id, i, unnest(range(CAST(1 + hash(i, 'opens') % 8 AS BIGINT))) AS k FROM c),
+views AS (SELECT customer_id, i, unnest(range(CAST(hash(i, 'views') % 4 AS BIGINT))) AS k FROM c),
+buys AS (
+  SELECT customer_id, i, unnest(range(CAST(1 + hash(i, 'buys') % 3 AS BIGINT))) AS k FROM c WHERE hp >= 60
+),
+purchases AS (
+  SELECT customer_id,
+         CAST(:now AS TIMESTAMPTZ) - to_seconds(CAST(hash(i, k, 'buy_ts') % 7776000 AS BIGINT)) AS ts,
+         round(0.99 + (hash(i, k, 'revenue') % 5000) / 100.0, 2) AS revenue,
+         ['monthly', 'annual', 'lifetime'][CAST(1 + hash(i, k, 'sku') % 3 AS BIGINT)] AS product_id
+  FROM buys
+)
+SELECT customer_id AS entity_id, 'app_open' AS event,
+       CAST(:now AS TIMESTAMPTZ) - to_seconds(CAST(hash(i, k, 'open_ts') % 7776000 AS BIGINT)) AS timestamp,
+       CAST('{}' AS JSON) AS properties
+FROM opens
+UNION ALL
+SELECT customer_id, 'paywall_view',
+       CAST(:now AS TIMESTAMPTZ) - to_seconds(CAST(hash(i, k, 'view_ts') % 7776000 AS BIGINT)),
+       CAST(json_object(
+         'placement', ['onboarding', 'settings', 'feature_gate'][CAST(1 + hash(i, k, 'pl') % 3 AS BIGINT)],
+         'paywall_id', 'pw_' || (hash(i, k, 'pw') % 3)) AS JSON)
+FROM views
+UNION ALL
+SELECT customer_id, 'purchase', ts, CAST(json_object('product_id', product_id, 'revenue', revenue) AS JSON)
+FROM purchases
+UNION ALL
+SELECT customer_id, 'transaction_complete', ts + INTERVAL 5 SECOND,
+       CAST(json_object('product_id', product_id, 'revenue', revenue, 'currency', 'USD') AS JSON)
+FROM purchases
+"""
+
+DEMO_COLUMNS = [
+    Column("customer_id", "VARCHAR", "string"),
+    Column("plan", "VARCHAR", "string"),
+    Column("platform", "VARCHAR", "string"),
+    Column("country", "VARCHAR", "string"),
+    Column("ltv", "DOUBLE", "number"),
+    Column("session_count", "INTEGER", "integer"),
+    Column("signup_at", "TIMESTAMP WITH TIME ZONE", "timestamp"),
+    Column("email", "VARCHAR", "string"),
+    Column("timezone", "VARCHAR", "string"),
+    Column("subscription_status", "VARCHAR", "string"),
+]
+
+
+def load_demo(
+    ctx: AppContext, workspace_id: str, rows: int = 100_000, *, progress: Progress | None = None
+) -> DemoResult:
+    """Load `rows` synthetic customers (model `customers`) and their events into the workspace.
+    Idempotent: customers are numbered, and only indexes not loaded yet are added (with their events),
+    so a second run adds nothing and a larger `rows` tops up."""
+    if not 1 <= rows <= 50_000_000:
+        raise Invalid("rows: must be between 1 and 50,000,000", field="rows")
+    progress = progress or _noop
+    source = get_source(ctx)
+    source.ensure_events_table()  # before the load's transaction, whose snapshot must see it
+    now = ctx.clock.now()
+    with ctx.transaction(workspace_id=workspace_id) as session:
+        model = get_model_by_name(session, DEMO_MODEL)
+        if model is not None and (not model.managed or model.primary_key != "customer_id"):
+            raise Invalid(f"model: a model named '{DEMO_MODEL}' exists and is not the demo's", field="model")
+        model, _ = ensure_managed_model(ctx, session, workspace_id, DEMO_MODEL, "customer_id")
+        ref = TableRef(model.table_name or "")
+        with source.begin() as conn:
+            if source.table_columns(conn, ref) is None:
+                _create_table(conn, ref, DEMO_COLUMNS, "customer_id")
+            t = ref.table(["customer_id"])
+            top = conn.execute(
+                sa.select(sa.func.max(t.c.customer_id)).where(t.c.customer_id.like("cus\\_%", escape="\\"))
+            ).scalar_one()
+            start = int(top[4:]) + 1 if isinstance(top, str) and top[4:].isdigit() else 0
+            added = events = 0
+            if start < rows:
+                params = {"start": start, "stop": rows, "now": now.isoformat()}
+                ins, _, _ = _transfer(
+                    source, conn, ref, DEMO_COLUMNS, "customer_id", DEMO_CUSTOMERS_SQL, params, progress, ctx
+                )
+                added = ins
+                progress("events", 0, None)
+                events = _load_events(ctx, source, conn, workspace_id, params, now)
+                progress("events", events, events)
+            total = int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+        return DemoResult(
+            model_id=model.id,
+            table=str(ref),
+            customers_added=added,
+            events_added=events,
+            customers_total=total,
+        )
+
+
+def _load_events(
+    ctx: AppContext,
+    source: DataSource,
+    conn: sa.Connection,
+    workspace_id: str,
+    params: dict[str, Any],
+    now: datetime,
+) -> int:
+    meta = {"ws": workspace_id, "received": now.isoformat()}
+    if source.is_duckdb:
+        result = conn.execute(
+            sa.text(
+                f"INSERT INTO {EVENTS_TABLE} "
+                "(workspace_id, entity_id, event, timestamp, properties, received_at) "
+                f"SELECT :ws, entity_id, event, timestamp, properties, CAST(:received AS TIMESTAMPTZ) "
+                f"FROM ({DEMO_EVENTS_SQL})"
+            ),
+            {**params, **meta},
+        )
+        return int(result.rowcount)
+    columns = [
+        Column("workspace_id", "VARCHAR", "string"),
+        Column("entity_id", "VARCHAR", "string"),
+        Column("event", "VARCHAR", "string"),
+        Column("timestamp", "TIMESTAMP WITH TIME ZONE", "timestamp"),
+        Column("properties", "JSON", "json"),
+        Column("received_at", "TIMESTAMP WITH TIME ZONE", "timestamp"),
+    ]
+    count = 0
+    with _duck_reader(ctx) as duck:
+        result = duck.execute(sa.text(DEMO_EVENTS_SQL), params)
+        while True:
+            batch = result.fetchmany(20_000)
+            if not batch:
+                break
+            rows = [
+                {
+                    "workspace_id": workspace_id,
+                    "entity_id": r[0],
+                    "event": r[1],
+                    "timestamp": jsonable(r[2]),
+                    "properties": json.loads(r[3]) if isinstance(r[3], str) else r[3],
+                    "received_at": meta["received"],
+                }
+                for r in batch
+            ]
+            source.insert_rows(conn, TableRef(EVENTS_TABLE), columns, rows)
+            count += len(rows)
+    return count
