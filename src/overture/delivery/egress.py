@@ -55,6 +55,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_REDIRECTS = 5
 DNS_TTL_SECONDS = 30.0
+MAX_CACHED_NAMES = 10_000
 MAX_RESPONSE_BYTES = 64 * 1024
 REDACTED_ON_CROSS_ORIGIN = ("authorization", "proxy-authorization", "cookie")
 
@@ -183,6 +184,8 @@ class EgressGuard:
         if not addresses:
             raise HostUnresolved(f"host '{host}' does not resolve")
         with self._lock:
+            if len(self._cache) >= MAX_CACHED_NAMES:
+                self._cache.clear()
             self._cache[key] = (now + self._ttl, addresses)
         return addresses
 

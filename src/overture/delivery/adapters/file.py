@@ -154,6 +154,8 @@ def _produce(tmp: Path, rows: Any, fmt: str, columns: Sequence[str] | None) -> N
             rows.write_csv(str(tmp), header=True)
         else:
             rows.query("rows_to_write", f"COPY (SELECT * FROM rows_to_write) TO '{target}' (FORMAT JSON)")
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
         return
     with tmp.open("wb") as fh:
         _write_rows(fh, rows, fmt, columns)
