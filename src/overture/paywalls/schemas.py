@@ -183,11 +183,17 @@ class ExperimentRead(BaseModel):
     promoted_at: datetime | None = None
 
 
+_FILTERS_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]
+}
+
+
 class AudienceCreate(Strict):
     name: Name
-    filters: list[Any] | dict[str, Any] = Field(
+    filters: Any = Field(
         description="Flat list of rules {field, operator, value, conjunction} or a canonical filter tree; "
         "[] matches everyone.",
+        json_schema_extra=_FILTERS_SCHEMA,
     )
     entitlement_check: Name | None = Field(default=None, description="Skip if the user has it.")
     frequency_cap: str | None = Field(
@@ -203,7 +209,7 @@ class AudienceUpdate(Strict):
     """Every field optional; `experiment: null` removes the experiment, `paywall_id: null` the paywall."""
 
     name: Name | None = None
-    filters: list[Any] | dict[str, Any] | None = None
+    filters: Any = Field(default=None, json_schema_extra=_FILTERS_SCHEMA)
     entitlement_check: Name | None = None
     frequency_cap: str | None = None
     paywall_id: PaywallId | None = None
@@ -217,7 +223,7 @@ class AudienceRead(BaseModel):
     campaign_id: str
     name: str
     priority: int = Field(description="Evaluation order in the campaign, 0 first.")
-    filters: list[Any] | dict[str, Any]
+    filters: Any = Field(json_schema_extra=_FILTERS_SCHEMA)
     entitlement_check: str | None
     frequency_cap: str | None
     paywall_id: str | None

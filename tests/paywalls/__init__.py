@@ -1,0 +1,1 @@
+"""Paywall campaign API tests (seed 004)."""
