@@ -153,6 +153,8 @@ def test_create__mask_as_secret__422(
     [
         ("webhook", {}, "config.url"),
         ("webhook", {"url": "ftp://example.com/x"}, "config.url"),
+        ("webhook", {"url": "http://user:pw@127.0.0.1/x"}, "config.url"),
+        ("webhook", {"url": "http://127.0.0.1/x", "headers": {"X-A": "caf\u00e9"}}, "config.headers"),
         ("webhook", {"url": "http://127.0.0.1/x", "timeout_seconds": 0}, "config.timeout_seconds"),
         ("webhook", {"url": "http://127.0.0.1/x", "headers": {"Host": "evil"}}, "config.headers"),
         ("webhook", {"url": "http://127.0.0.1/x", "headers": {"X-A": "a\r\nB: c"}}, "config.headers"),

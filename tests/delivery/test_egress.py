@@ -352,3 +352,13 @@ def test_send__redirect_loop__failed_bounded(
     outcome = send_batch(ctx, row, [Message("k", {})])[0]
     assert outcome.status == "failed" and "redirects" in (outcome.error or "")
     assert len(receiver.requests) == 6  # the first request and 5 redirects
+
+
+def test_save__unresolvable_host__422_names_field(client: TestClient, workspace: WorkspaceFixture) -> None:
+    r = client.post(
+        dest_url(workspace),
+        headers=workspace.headers,
+        json={"name": "x", "type": "webhook", "config": {"url": "https://hooks.does-not-exist.invalid/x"}},
+    )
+    assert r.status_code == 422
+    assert r.json()["field"] == "config.url" and r.json()["code"] == "egress_unresolved"

@@ -61,6 +61,9 @@ class WebhookConfig(Strict):
     def _http_url(cls, value: str) -> str:
         if not value.lower().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            # The URL is shown back to API users; credentials belong in a write-only header.
+            raise ValueError("must not embed credentials (user:password@); use headers.Authorization")
         return value
 
     @field_validator("headers")
@@ -72,8 +75,8 @@ class WebhookConfig(Strict):
             lowered = name.lower()
             if lowered in RESERVED_HEADERS or lowered.startswith("x-overture-"):
                 raise ValueError(f"header '{name}' is set by Overture and cannot be configured")
-            if any(c in header_value for c in "\r\n\0") or len(header_value) > 4096:
-                raise ValueError(f"header '{name}' has an invalid value")
+            if not header_value.isascii() or not header_value.isprintable() or len(header_value) > 4096:
+                raise ValueError(f"header '{name}' must be printable ASCII of at most 4096 characters")
         return value
 
 
