@@ -143,7 +143,8 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Serve the API (with the scheduler and a worker in the same process)."""
+    """Serve the API (with the scheduler and a worker in the same process unless
+    OVERTURE_RUN_WORKERS=false; they stop cleanly on SIGTERM/Ctrl-C)."""
     import uvicorn
 
     from overture.api.app import create_app
@@ -159,6 +160,51 @@ def serve(
             console.print(f"api key    [bold]{creds['api_key']}[/bold]")
             console.print(f"public key [bold]{creds['public_key']}[/bold]")
     uvicorn.run(create_app(ctx, run_migrations=False), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Job threads (default OVERTURE_WORKER_CONCURRENCY).")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run everything due now (schedules, jobs, outbox), then exit.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --once: print the counts as JSON.")] = False,
+) -> None:
+    """Run the scheduler, job threads and the outbox dispatcher until SIGTERM/SIGINT (graceful)."""
+    import signal
+    import threading
+
+    from overture.api.tasks import import_all
+    from overture.runtime.worker import Runtime, run_once
+
+    ctx = _context()
+    import_all()
+    if once:
+        counts = run_once(ctx)
+        ctx.close()
+        if as_json:
+            typer.echo(json.dumps(counts))
+        else:
+            console.print(" ".join(f"{k}={v}" for k, v in counts.items()))
+        return
+    runtime = Runtime(ctx, concurrency=concurrency or ctx.settings.worker_concurrency)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        err.print(f"received {signal.Signals(signum).name}: finishing current work")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    runtime.start()
+    err.print(f"worker running (pid {os.getpid()}, {runtime.concurrency} job threads)")
+    while not stop.wait(1.0):
+        pass
+    clean = runtime.stop()
+    ctx.close()
+    raise typer.Exit(0 if clean else 1)
 
 
 def _first_run(ctx: AppContext) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from overture import __version__
+from overture.api.tasks import import_all as import_all_tasks
 from overture.auth.router import router as auth_router
 from overture.config import Settings
 from overture.data.router import router as data_router
@@ -22,6 +24,8 @@ from overture.delivery.router import router as destinations_router
 from overture.errors import OvertureError
 from overture.journeys.router import router as journeys_router
 from overture.paywalls import router as paywalls
+from overture.runtime.clock import register as register_runtime
+from overture.runtime.worker import Runtime
 from overture.segments.router import router as segments_router
 
 log = logging.getLogger(__name__)
@@ -29,13 +33,24 @@ log = logging.getLogger(__name__)
 
 def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) -> FastAPI:
     ctx = ctx or AppContext.from_settings(Settings())
+    register_runtime(ctx)
+    import_all_tasks()
     if run_migrations:
         migrate.upgrade(ctx.settings.resolved_database_url, ctx.engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bus.start_listening(ctx.engine)
+        # Embedded runtime (scheduler, job threads, outbox dispatcher) unless this is an API-only
+        # process (OVERTURE_RUN_WORKERS=false, e.g. beside `overture worker` processes).
+        embedded = (
+            Runtime(ctx, concurrency=ctx.settings.worker_concurrency).start()
+            if ctx.settings.run_workers
+            else None
+        )
         yield
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
 
     app = FastAPI(
         title="Overture",

@@ -124,8 +124,9 @@ class _WallClockSchedule(Schedule):
     def next_after(self, t: datetime) -> datetime | None:
         _require_aware(t)
         tz = ZoneInfo(self.timezone)
-        # Start a day early: a fold or gap can put the answer's wall time before t's wall time.
-        start = t.astimezone(tz).replace(tzinfo=None) - timedelta(days=1)
+        # Resolution is monotone and maps t's own wall time to t or earlier (fold: first
+        # occurrence), so no wall time before t's can resolve after t: start there.
+        start = t.astimezone(tz).replace(tzinfo=None)
         for n, wall in enumerate(self._candidates(start)):
             instant = resolve_local(wall, tz)
             if instant > t:

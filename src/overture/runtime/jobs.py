@@ -142,10 +142,33 @@ def enqueue_job(
 
     With `unique_key`, enqueueing again returns the existing job's id instead of adding one; the
     key is a UNIQUE column, so this holds across processes and keeps holding after the job has
-    finished. `run_at` defaults to "as soon as possible" (due under any clock)."""
+    finished. `run_at` defaults to "as soon as possible" (due under any clock). `payload` must be
+    JSON-serializable."""
+    job_id, _ = enqueue_job_created(
+        session,
+        kind,
+        payload,
+        workspace_id=workspace_id,
+        unique_key=unique_key,
+        run_at=run_at,
+        max_attempts=max_attempts,
+    )
+    return job_id
+
+
+def enqueue_job_created(
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    workspace_id: str | None = None,
+    unique_key: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int = 5,
+) -> tuple[str, bool]:
+    """`enqueue_job`, also telling whether a new job was added (False: the unique key existed)."""
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
-    now = now_for(session)
     job_id = new_id()
     values: dict[str, Any] = {
         "id": job_id,
@@ -158,7 +181,7 @@ def enqueue_job(
         "max_attempts": max_attempts,
         "run_at": run_at or ASAP,
         "cancel_requested": False,
-        "created_at": now,
+        "created_at": now_for(session),
     }
     if unique_key is None:
         session.execute(sa.insert(Job).values(**values))
@@ -169,13 +192,11 @@ def enqueue_job(
             .on_conflict_do_nothing(index_elements=["unique_key"])
             .returning(Job.id)
         )
-        inserted = session.execute(stmt).scalar()
-        if inserted is None:
+        if session.execute(stmt).scalar() is None:
             existing = session.execute(sa.select(Job.id).where(Job.unique_key == unique_key)).scalar_one()
-            return str(existing)
-        job_id = str(inserted)
+            return str(existing), False
     session.info["overture_job_enqueued"] = True
-    return job_id
+    return job_id, True
 
 
 @event.listens_for(Session, "after_commit")
@@ -207,9 +228,16 @@ def cancel_job(session: Session, job_id: str) -> bool:
     )
 
 
-def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
-    """Exponential backoff with jitter: base * 2^(attempt-1), capped, scaled by a factor in [0.5, 1)."""
-    raw = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2 ** max(0, attempt - 1)))
+def backoff_seconds(
+    attempt: int,
+    *,
+    base: float = BACKOFF_BASE_SECONDS,
+    cap: float = BACKOFF_CAP_SECONDS,
+    rng: random.Random | None = None,
+) -> float:
+    """Exponential backoff with jitter: base * 2^(attempt-1), capped, scaled by a factor in [0.5, 1)
+    (the jitter spreads retries of jobs that failed together)."""
+    raw = min(cap, base * (2 ** max(0, attempt - 1)))
     return float(raw * (0.5 + 0.5 * (rng or random).random()))
 
 
@@ -232,6 +260,7 @@ class JobContext:
     _stopping: threading.Event | None = field(repr=False, default=None)
     _completed: bool = field(repr=False, default=False)
     _lost: bool = field(repr=False, default=False)
+    _cancelled: bool = field(repr=False, default=False)
 
     def _fence(self) -> Any:
         return sa.and_(Job.id == self.id, Job.attempt == self.attempt, Job.status == JobStatus.RUNNING)
@@ -256,6 +285,17 @@ class JobContext:
             raise LeaseLost(f"job {self.id} attempt {self.attempt} lost its lease")
         return bool(row[0])
 
+    def keepalive(self) -> None:
+        """Heartbeat for the worker's background thread: never raises for a lost lease or a
+        cancellation, it records them so the handler's next `check()` raises."""
+        if self._lost or self._completed:
+            return
+        try:
+            with self._ctx.transaction() as session:
+                self._cancelled = self._extend(session)
+        except LeaseLost:
+            log.warning("job %s attempt %s lost its lease", self.id, self.attempt)
+
     def check(self) -> None:
         """Raise if the job should stop: lease lost, cancelled, or the worker is shutting down.
         Cheap enough to call between chunks of work (one indexed read)."""
@@ -263,6 +303,8 @@ class JobContext:
             raise LeaseLost(f"job {self.id} attempt {self.attempt} lost its lease")
         if self._stopping is not None and self._stopping.is_set():
             raise JobInterrupted("worker shutting down")
+        if self._cancelled:
+            raise JobCancelled(f"job {self.id} was cancelled")
         with self._ctx.transaction(write=False) as session:
             row = session.execute(
                 sa.select(Job.attempt, Job.status, Job.cancel_requested).where(Job.id == self.id)

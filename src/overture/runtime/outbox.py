@@ -21,20 +21,50 @@ a resend; an outcome is recorded only by the attempt that claimed the message (f
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from overture.runtime.clock import ASAP, now_for
+from overture.db.context import AppContext
+from overture.delivery.messages import Message, Outcome
+from overture.delivery.service import get_destination, send_batch
+from overture.errors import NotFound
+from overture.runtime.clock import ASAP, now_for, register
+from overture.runtime.jobs import backoff_seconds, rowcount
 from overture.runtime.models import OutboxMessage, OutboxStatus
 
-__all__ = ["OutboxItem", "enqueue", "idempotency_key"]
+log = logging.getLogger(__name__)
+
+__all__ = ["OutboxItem", "dispatch_once", "enqueue", "idempotency_key", "outbox_wakeup"]
 
 #: Rows per INSERT statement when enqueueing (multi-row VALUES; both dialects).
 ENQUEUE_CHUNK = 2000
+#: Messages handed to a destination in one send_batch call; also the most a crash can leave
+#: accepted-but-unrecorded per dispatcher (the duplicate window).
+BATCH_SIZE = 100
+#: How long a claim is held without a heartbeat; dispatchers heartbeat while a batch is in flight.
+LEASE = timedelta(seconds=60)
+#: Send attempts before a retryable message is failed: about two hours of backoff in all.
+MAX_ATTEMPTS = 12
+RETRY_BASE_SECONDS = 5.0
+RETRY_CAP_SECONDS = 3600.0
+#: A message whose dispatcher died this many times while sending it is failed, not resent again
+#: (protects the queue from a message that crashes the process).
+MAX_LOST_CLAIMS = MAX_ATTEMPTS + 5
+MAX_ERROR_CHARS = 2000
+
+Sender = Callable[[AppContext, Any, Sequence[Message]], list[Outcome]]
+#: Set after a transaction that enqueued messages commits, so an idle dispatcher wakes up.
+outbox_wakeup = threading.Event()
+_table: sa.Table = OutboxMessage.__table__  # type: ignore[assignment]  # Core executemany
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +129,297 @@ def _insert_chunk(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> in
     # RETURNING over executemany ("insertmanyvalues") counts exactly the rows that went in.
     result = session.execute(stmt.returning(OutboxMessage.id), rows)
     return len(result.all())
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _wake_dispatcher(session: Session) -> None:
+    if session.info.pop("overture_outbox_enqueued", False):
+        outbox_wakeup.set()
+
+
+# -- dispatcher ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    id: int
+    workspace_id: str
+    destination_id: str
+    idempotency_key: str
+    payload: dict[str, Any]
+    attempts: int
+    possible_duplicate: bool
+
+
+def _pauses(ctx: AppContext) -> dict[str, datetime]:
+    """Destinations that answered Retry-After, paused until then (per process)."""
+    pauses: dict[str, datetime] = ctx.service("runtime.outbox.pauses", lambda _c: {})
+    return pauses
+
+
+def recover_lost(ctx: AppContext) -> int:
+    """Messages left in `sending` by a dispatcher whose claim expired (it died) become `unknown`,
+    flagged possible_duplicate: the receiver may or may not have them. Returns how many."""
+    now = ctx.clock.now()
+    with ctx.transaction() as session:
+        lost = rowcount(
+            session.execute(
+                sa.update(OutboxMessage)
+                .where(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.locked_until < now)
+                .values(
+                    status=sa.case(
+                        (OutboxMessage.attempts >= MAX_LOST_CLAIMS, OutboxStatus.FAILED),
+                        else_=OutboxStatus.UNKNOWN,
+                    ),
+                    last_error=sa.case(
+                        (
+                            OutboxMessage.attempts >= MAX_LOST_CLAIMS,
+                            "dispatcher lost while sending, too many times",
+                        ),
+                        else_=OutboxMessage.last_error,
+                    ),
+                    possible_duplicate=True,
+                    locked_until=None,
+                )
+            )
+        )
+    if lost:
+        log.warning("outbox: %d message(s) were being sent by a dispatcher that died; resending", lost)
+    return lost
+
+
+def _claim(ctx: AppContext, limit: int, lease: timedelta) -> list[_Claimed]:
+    now = ctx.clock.now()
+    paused = [d for d, until in _pauses(ctx).items() if until > now]
+    postgres = ctx.engine.dialect.name == "postgresql"
+    claimed: list[_Claimed] = []
+    with ctx.transaction() as session:
+        # Unknown (crash survivors) first, then pending: two index range scans, each in due order.
+        for status in (OutboxStatus.UNKNOWN, OutboxStatus.PENDING):
+            want = limit - len(claimed)
+            if want <= 0:
+                break
+            query = (
+                sa.select(OutboxMessage.id)
+                .where(OutboxMessage.status == status, OutboxMessage.next_attempt_at <= now)
+                .order_by(OutboxMessage.next_attempt_at)
+                .limit(want)
+            )
+            if paused:
+                query = query.where(OutboxMessage.destination_id.not_in(paused))
+            if postgres:
+                query = query.with_for_update(skip_locked=True)
+            ids = list(session.scalars(query))
+            if not ids:
+                continue
+            rows = session.execute(
+                sa.update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids), OutboxMessage.status == status)
+                .values(
+                    status=OutboxStatus.SENDING,
+                    attempts=OutboxMessage.attempts + 1,
+                    locked_until=now + lease,
+                )
+                .returning(
+                    OutboxMessage.id,
+                    OutboxMessage.workspace_id,
+                    OutboxMessage.destination_id,
+                    OutboxMessage.idempotency_key,
+                    OutboxMessage.payload,
+                    OutboxMessage.attempts,
+                    OutboxMessage.possible_duplicate,
+                )
+            ).all()
+            claimed.extend(_Claimed(*row) for row in rows)
+    claimed.sort(key=lambda c: c.id)
+    return claimed
+
+
+@contextmanager
+def _lease_keeper(ctx: AppContext, batch: Sequence[_Claimed], lease: timedelta) -> Iterator[None]:
+    """While a batch is in flight, extend its claim every lease/3: a slow receiver never makes
+    another dispatcher think this one died (only a real crash opens the duplicate window)."""
+    done = threading.Event()
+    params = [{"b_id": c.id, "b_attempts": c.attempts} for c in batch]
+
+    def keep() -> None:
+        while not done.wait(lease.total_seconds() / 3):
+            try:
+                with ctx.transaction() as session:
+                    session.execute(
+                        sa.update(_table)
+                        .where(
+                            _table.c.id == sa.bindparam("b_id"),
+                            _table.c.attempts == sa.bindparam("b_attempts"),
+                            _table.c.status == OutboxStatus.SENDING,
+                        )
+                        .values(locked_until=ctx.clock.now() + lease),
+                        params,
+                    )
+            except Exception:  # the claim may lapse; fencing keeps that safe, just log it
+                log.exception("outbox: could not extend a claim")
+
+    keeper = threading.Thread(target=keep, name="overture-outbox-lease", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
+
+
+def _error(text: str | None) -> str:
+    return (text or "unknown error")[:MAX_ERROR_CHARS]
+
+
+def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outcome]) -> None:
+    """Write each message's outcome, fenced by its attempt number, in one transaction."""
+    now = ctx.clock.now()
+    sent: list[dict[str, Any]] = []
+    retry: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    pause_until: dict[str, datetime] = {}
+    for claimed, outcome in zip(batch, outcomes, strict=True):
+        fence = {"b_id": claimed.id, "b_attempts": claimed.attempts}
+        if outcome.status == "sent":
+            sent.append(fence)
+        elif outcome.status == "retry" and claimed.attempts < MAX_ATTEMPTS:
+            if outcome.retry_after is not None:
+                delay = max(outcome.retry_after, 1.0)
+                until = now + timedelta(seconds=delay)
+                pause_until[claimed.destination_id] = max(
+                    until, pause_until.get(claimed.destination_id, until)
+                )
+            else:
+                delay = backoff_seconds(claimed.attempts, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
+            retry.append(
+                {**fence, "b_next": now + timedelta(seconds=delay), "b_error": _error(outcome.error)}
+            )
+        else:
+            error = _error(outcome.error)
+            if outcome.status == "retry":
+                error = _error(f"gave up after {claimed.attempts} attempts: {outcome.error}")
+            failed.append({**fence, "b_error": error})
+    fenced = sa.and_(
+        _table.c.id == sa.bindparam("b_id"),
+        _table.c.attempts == sa.bindparam("b_attempts"),
+        _table.c.status == OutboxStatus.SENDING,
+    )
+    with ctx.transaction() as session:
+        if sent:
+            session.execute(
+                sa.update(_table)
+                .where(fenced)
+                .values(status=OutboxStatus.SENT, sent_at=now, locked_until=None, last_error=None),
+                sent,
+            )
+        if retry:
+            session.execute(
+                sa.update(_table)
+                .where(fenced)
+                .values(
+                    status=OutboxStatus.PENDING,
+                    next_attempt_at=sa.bindparam("b_next"),
+                    last_error=sa.bindparam("b_error"),
+                    locked_until=None,
+                ),
+                retry,
+            )
+        if failed:
+            session.execute(
+                sa.update(_table)
+                .where(fenced)
+                .values(status=OutboxStatus.FAILED, last_error=sa.bindparam("b_error"), locked_until=None),
+                failed,
+            )
+    pauses = _pauses(ctx)
+    for destination_id, until in pause_until.items():
+        log.info("outbox: destination %s asked to wait; paused until %s", destination_id, until)
+        pauses[destination_id] = until
+
+
+def _release(ctx: AppContext, batch: Sequence[_Claimed], until: datetime) -> None:
+    """Give claimed-but-unsent messages back (their destination is paused): no attempt used."""
+    with ctx.transaction() as session:
+        session.execute(
+            sa.update(_table)
+            .where(
+                _table.c.id == sa.bindparam("b_id"),
+                _table.c.attempts == sa.bindparam("b_attempts"),
+                _table.c.status == OutboxStatus.SENDING,
+            )
+            .values(
+                status=sa.case(
+                    (_table.c.possible_duplicate.is_(True), OutboxStatus.UNKNOWN), else_=OutboxStatus.PENDING
+                ),
+                attempts=_table.c.attempts - 1,
+                next_attempt_at=until,
+                locked_until=None,
+            ),
+            [{"b_id": c.id, "b_attempts": c.attempts} for c in batch],
+        )
+
+
+def dispatch_once(
+    ctx: AppContext,
+    *,
+    limit: int = 500,
+    batch_size: int = BATCH_SIZE,
+    lease: timedelta = LEASE,
+    sender: Sender | None = None,
+) -> int:
+    """Claim up to `limit` due messages, send them per destination in batches of `batch_size`,
+    and record every outcome. Returns the number of messages processed (sent, failed, retried).
+
+    `sender(ctx, destination, messages) -> list[Outcome]` defaults to overture.delivery's
+    `send_batch`; tests may pass a fake. Safe to run in any number of threads and processes."""
+    register(ctx)
+    send = sender or send_batch
+    recover_lost(ctx)
+    claimed = _claim(ctx, limit, lease)
+    if not claimed:
+        return 0
+    by_destination: dict[str, list[_Claimed]] = {}
+    for c in claimed:
+        by_destination.setdefault(c.destination_id, []).append(c)
+    processed = 0
+    for destination_id, messages in by_destination.items():
+        try:
+            with ctx.transaction(write=False) as session:
+                destination = get_destination(session, destination_id)
+                session.expunge(destination)
+        except NotFound:
+            _record(
+                ctx, messages, [Outcome.failed(m.idempotency_key, "destination not found") for m in messages]
+            )
+            processed += len(messages)
+            continue
+        for start in range(0, len(messages), batch_size):
+            batch = messages[start : start + batch_size]
+            paused_until = _pauses(ctx).get(destination_id)
+            if paused_until is not None and paused_until > ctx.clock.now():
+                _release(ctx, messages[start:], paused_until)
+                break
+            wire = [
+                Message(
+                    c.idempotency_key, c.payload, possible_duplicate=c.possible_duplicate, attempt=c.attempts
+                )
+                for c in batch
+            ]
+            with _lease_keeper(ctx, batch, lease):
+                try:
+                    outcomes = send(ctx, destination, wire)
+                except Exception as exc:  # a sender bug must not strand the batch in `sending`
+                    log.exception("outbox: sending to destination %s raised", destination_id)
+                    outcomes = [
+                        Outcome.retry(m.idempotency_key, f"{type(exc).__name__}: {exc}") for m in wire
+                    ]
+            if len(outcomes) != len(batch):
+                by_key = {o.idempotency_key: o for o in outcomes}
+                outcomes = [
+                    by_key.get(m.idempotency_key) or Outcome.retry(m.idempotency_key, "no outcome reported")
+                    for m in wire
+                ]
+            _record(ctx, batch, outcomes)
+            processed += len(batch)
+    return processed

@@ -1,0 +1,184 @@
+"""The worker runtime: scheduler loop, N job threads, the outbox dispatcher and lease heartbeats,
+started by `overture worker` (a process of its own) or inside `overture serve` (embedded).
+
+Any number of runtimes may run against one PostgreSQL database: claims skip each other's rows,
+leases and fencing keep each job and message with one owner, unique slot keys keep each schedule
+slot to one job. On SQLite run one (the embedded one); writers queue on the database lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from overture.db.context import AppContext
+from overture.runtime import outbox, scheduler
+from overture.runtime.clock import register
+from overture.runtime.jobs import (
+    DEFAULT_LEASE,
+    JobContext,
+    claim,
+    drain,
+    execute,
+    job_wakeup,
+    worker_name,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Runtime", "run_once"]
+
+#: After an unexpected error (database unreachable...), a loop waits this long before trying again.
+ERROR_PAUSE_SECONDS = 2.0
+
+
+@dataclass
+class Runtime:
+    """Background threads that run schedules, jobs and the outbox for one AppContext.
+
+    `start()` returns at once; `stop()` asks every loop to finish: a running job sees
+    `JobContext.check()` raise JobInterrupted (it goes back to the queue without using an attempt),
+    a batch in flight is sent and recorded. Threads still busy after `timeout` are abandoned
+    (daemon threads); their leases expire and other workers reclaim the work."""
+
+    ctx: AppContext
+    concurrency: int = 2
+    run_scheduler: bool = True
+    run_jobs: bool = True
+    run_dispatcher: bool = True
+    poll_interval: float = 1.0
+    job_lease: timedelta = DEFAULT_LEASE
+    outbox_lease: timedelta = outbox.LEASE
+    batch_size: int = outbox.BATCH_SIZE
+    dispatch_limit: int = 500
+    kinds: list[str] | None = None
+    name: str = "overture"
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _threads: list[threading.Thread] = field(default_factory=list, repr=False)
+    _active: dict[str, JobContext] = field(default_factory=dict, repr=False)
+    _started: bool = field(default=False, repr=False)
+
+    def start(self) -> Runtime:
+        if self._started:
+            return self
+        self._started = True
+        register(self.ctx)
+        loops: list[tuple[str, Any]] = []
+        if self.run_scheduler:
+            loops.append((f"{self.name}-scheduler", self._scheduler_loop))
+        if self.run_jobs:
+            loops += [(f"{self.name}-job-{i}", self._job_loop) for i in range(self.concurrency)]
+            loops.append((f"{self.name}-heartbeat", self._heartbeat_loop))
+        if self.run_dispatcher:
+            loops.append((f"{self.name}-outbox", self._dispatch_loop))
+        for thread_name, target in loops:
+            thread = threading.Thread(target=target, name=thread_name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info(
+            "runtime started: scheduler=%s jobs=%s dispatcher=%s",
+            self.run_scheduler,
+            self.concurrency if self.run_jobs else 0,
+            self.run_dispatcher,
+        )
+        return self
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop every loop; True if all threads ended within `timeout` seconds."""
+        self._stop.set()
+        job_wakeup.set()
+        outbox.outbox_wakeup.set()
+        started = time.monotonic()
+        for thread in self._threads:
+            thread.join(max(0.0, timeout - (time.monotonic() - started)))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            log.warning("runtime stop: still busy after %.0fs, abandoned: %s", timeout, ", ".join(alive))
+        else:
+            log.info("runtime stopped")
+        return not alive
+
+    def join(self) -> None:
+        """Block until `stop()` is called (from a signal handler or another thread)."""
+        while not self._stop.wait(1.0):
+            pass
+
+    # -- loops -------------------------------------------------------------------------------
+
+    def _guarded(self, what: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except Exception:
+            log.exception("runtime %s failed; retrying in %.0fs", what, ERROR_PAUSE_SECONDS)
+            self._stop.wait(ERROR_PAUSE_SECONDS)
+            return None
+
+    def _scheduler_loop(self) -> None:
+        while not self._stop.is_set():
+            self._guarded("scheduler tick", lambda: scheduler.tick(self.ctx))
+            self._stop.wait(self.poll_interval)
+
+    def _job_loop(self) -> None:
+        worker = worker_name()
+        while not self._stop.is_set():
+            claimed = self._guarded(
+                "job claim", lambda: claim(self.ctx, worker, lease=self.job_lease, kinds=self.kinds)
+            )
+            if claimed is None:
+                if job_wakeup.wait(self.poll_interval):
+                    job_wakeup.clear()
+                continue
+            self._guarded(
+                f"job {claimed.id}",
+                lambda c=claimed: execute(
+                    self.ctx, c, lease=self.job_lease, stopping=self._stop, active=self._active
+                ),
+            )
+
+    def _heartbeat_loop(self) -> None:
+        """Extend the lease of every job this process is running, so a long job keeps its owner
+        for as long as the process is alive (and loses it within one lease if the process dies or
+        stops). A lost lease or a cancellation is noted for the job's next `check()`."""
+        interval = self.job_lease.total_seconds() / 3
+        while not self._stop.wait(interval):
+            for job in list(self._active.values()):
+                self._guarded(f"heartbeat of job {job.id}", job.keepalive)
+
+    def _dispatch_loop(self) -> None:
+        while not self._stop.is_set():
+            processed = self._guarded(
+                "outbox dispatch",
+                lambda: outbox.dispatch_once(
+                    self.ctx, limit=self.dispatch_limit, batch_size=self.batch_size, lease=self.outbox_lease
+                ),
+            )
+            if not processed and outbox.outbox_wakeup.wait(self.poll_interval):
+                outbox.outbox_wakeup.clear()
+
+
+def run_once(ctx: AppContext, *, max_rounds: int = 100) -> dict[str, int]:
+    """Run everything that is due now, synchronously, until a round finds nothing to do:
+    scheduler tick, every due job, every due outbox message. For `overture worker --once` and
+    tests. Returns counts per kind of work."""
+    register(ctx)
+    totals = {"slots_fired": 0, "jobs_run": 0, "messages_processed": 0}
+    for _ in range(max_rounds):
+        fired = scheduler.tick(ctx)
+        ran = drain(ctx)
+        processed = 0
+        while (n := outbox.dispatch_once(ctx)) > 0:
+            processed += n
+        totals["slots_fired"] += fired
+        totals["jobs_run"] += ran
+        totals["messages_processed"] += processed
+        if not (fired or ran or processed):
+            break
+    return totals
