@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 from overture.data.source import get_source
 from overture.db.context import AppContext
 from overture.runtime import jobs
+from overture.runtime.models import Job, JobStatus, OutboxMessage, OutboxStatus
 from tests.conftest import WorkspaceFixture
 from tests.delivery.conftest import Receiver, receiver  # noqa: F401  (the local webhook receiver fixture)
 
@@ -114,8 +116,21 @@ class Api:
 
 
 @pytest.fixture
-def api(client: TestClient, ctx: AppContext, workspace: WorkspaceFixture) -> Api:
-    return Api(client, ctx, workspace)
+def api(client: TestClient, ctx: AppContext, workspace: WorkspaceFixture) -> Iterator[Api]:
+    yield Api(client, ctx, workspace)
+    # The job queue and the outbox are process-wide: leave nothing of this test's workspace for a
+    # later test's `drain` or `dispatch_once` to pick up (and be slowed or confused by).
+    with ctx.transaction() as session:
+        session.execute(
+            sa.update(Job)
+            .where(Job.workspace_id == workspace.id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+            .values(status=JobStatus.CANCELLED)
+        )
+        session.execute(
+            sa.update(OutboxMessage)
+            .where(OutboxMessage.workspace_id == workspace.id, OutboxMessage.status != OutboxStatus.SENT)
+            .values(status=OutboxStatus.FAILED, last_error="test over")
+        )
 
 
 def chain(*tiles: dict[str, Any]) -> list[dict[str, str]]:
