@@ -10,15 +10,17 @@ still write (a frequency-cap increment, an exposure) comes back as instructions 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from overture.core.bucketing import assign_variant, cumulative_bounds, user_seed
-from overture.core.filters import FilterError, has_behavioural, parse, to_predicate
+from overture.core.filters import All, Condition, FilterError, Node, has_behavioural, parse, to_predicate
 from overture.errors import Invalid
 from overture.paywalls.models import HOLDOUT
 
@@ -87,14 +89,27 @@ class ExposureRecord:
     user_id: str
 
 
-@dataclass(frozen=True, slots=True)
 class Decision:
-    #: The answer (JSON bytes) when the cap, if any, allows it.
-    body: bytes
-    cap: CapSpend | None = None
-    #: The answer when the cap is spent.
-    capped_body: bytes | None = None
-    exposure: ExposureRecord | None = None
+    """What to answer, and what must be written before answering. A plain slotted class, not a
+    dataclass: static answers are built once per table, the others once per call, and a frozen
+    dataclass's __init__ costs several times more than this one."""
+
+    __slots__ = ("body", "cap", "capped_body", "exposure")
+
+    def __init__(
+        self,
+        body: bytes,
+        cap: CapSpend | None = None,
+        capped_body: bytes | None = None,
+        exposure: ExposureRecord | None = None,
+    ) -> None:
+        #: The answer (JSON bytes) when the cap, if any, allows it.
+        self.body = body
+        #: Take one from this allowance before showing the paywall.
+        self.cap = cap
+        #: The answer when the cap is spent.
+        self.capped_body = capped_body
+        self.exposure = exposure
 
     def as_dict(self, *, capped: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = orjson.loads(self.capped_body if capped and self.capped_body else self.body)
@@ -177,21 +192,130 @@ class _CompiledExperiment:
 @dataclass(slots=True)
 class _CompiledAudience:
     id: str
-    predicate: Predicate
-    entitlement: str | None
     cap_kind: str | None  # "session" | "day" | "total"
     cap_limit: int
     body: bytes  # the direct paywall's answer, or the holdout answer when there is no paywall
     shows_paywall: bool
     capped_body: bytes
     experiment: _CompiledExperiment | None
+    #: The whole decision when it never varies (no cap, no running experiment): built once.
+    static: Decision | None = None
+
+
+#: (predicate, entitlement_check, audience) in priority order: the loop unpacks a tuple per audience.
+_Check = tuple[Predicate, "str | None", _CompiledAudience]
 
 
 @dataclass(slots=True)
 class _CompiledPlacement:
     campaign_id: str
-    no_match_body: bytes
-    audiences: tuple[_CompiledAudience, ...]
+    no_match: Decision
+    #: Every audience in priority order (with its remaining predicate when it has a guard).
+    checks: tuple[_Check, ...]
+    #: The guard value of each check (None: no guard), parallel to `checks`.
+    guard_values: tuple[str | None, ...] = ()
+    #: One predicate per distinct guard value: `field is value`, compiled once for the placement.
+    guards: tuple[tuple[Predicate, str], ...] = ()
+    #: The checks that can match when exactly that guard holds / when none holds.
+    by_value: dict[str, tuple[_Check, ...]] = dataclass_field(default_factory=dict)
+    unguarded: tuple[_Check, ...] = ()
+
+    #: The index field's path when its guards are mutually exclusive plain strings (see below).
+    index_keys: tuple[str, ...] = ()
+
+    def candidates(self, context: Mapping[str, Any]) -> tuple[_Check, ...]:
+        """The checks worth trying for this context, in priority order."""
+        if not self.guards:
+            return self.checks
+        if self.index_keys:
+            # `field is "text"` compiles to `value == "text"` for text that is not a timestamp, and a
+            # str equals at most one distinct str: one lookup picks the only guard that can hold.
+            value: Any = context
+            for key in self.index_keys:
+                if value.__class__ is not dict and not isinstance(value, Mapping):
+                    value = None
+                    break
+                value = value.get(key)
+            if value is None:
+                return self.unguarded  # a missing or null field satisfies no `is`
+            if value.__class__ is str:
+                return self.by_value.get(value, self.unguarded)
+        hits = [value for guard, value in self.guards if guard(context)]
+        if len(hits) == 1:
+            return self.by_value[hits[0]]
+        if not hits:
+            return self.unguarded
+        return tuple(c for c, g in zip(self.checks, self.guard_values, strict=True) if g is None or g in hits)
+
+
+def _split_guard(node: Node, field: str | None = None) -> tuple[Condition | None, Node]:
+    """(`field is "text"` as a top-level conjunct of `node`, the rest of the conjunction) or
+    (None, node). The rest is evaluated only for users the guard lets through, and the guard once
+    per decision for all the placement's audiences that share its field."""
+    children = (node,) if isinstance(node, Condition) else node.children if isinstance(node, All) else ()
+    for index, child in enumerate(children):
+        if (
+            isinstance(child, Condition)
+            and child.operator == "is"
+            and isinstance(child.value, str)
+            and (field is None or child.field == field)
+        ):
+            rest = children[:index] + children[index + 1 :]
+            return child, rest[0] if len(rest) == 1 else All(rest, path=node.path)
+    return None, node
+
+
+def _compile_placement(
+    placement: PlacementConfig, nodes: Sequence[Node], now: Callable[[], datetime]
+) -> _CompiledPlacement:
+    """Audiences in order; when at least two share a top-level `field is "text"` condition on the same
+    field, that field becomes the placement's index: its distinct conditions are evaluated once per
+    decision and only the audiences they admit are tried. Every test is still an
+    `overture.core.filters` predicate, so answers are exactly those of the unindexed loop."""
+    no_match = Decision(_body("no_audience_match", placement.name, placement.campaign_id))
+    fields = Counter(g.field for g, _ in (_split_guard(n) for n in nodes) if g is not None)
+    field, uses = fields.most_common(1)[0] if fields else ("", 0)
+    if uses < 2:
+        checks = tuple(
+            _compile_audience(placement.name, placement.campaign_id, a, to_predicate(n, now=now))
+            for a, n in zip(placement.audiences, nodes, strict=True)
+        )
+        return _CompiledPlacement(placement.campaign_id, no_match, checks)
+    guard_nodes: dict[str, Condition] = {}
+    checks_list, guard_values = [], []
+    for audience, node in zip(placement.audiences, nodes, strict=True):
+        guard, rest = _split_guard(node, field)
+        checks_list.append(
+            _compile_audience(placement.name, placement.campaign_id, audience, to_predicate(rest, now=now))
+        )
+        value = guard.value if guard is not None else None
+        guard_values.append(value if isinstance(value, str) else None)
+        if guard is not None and isinstance(guard.value, str):
+            guard_nodes.setdefault(guard.value, guard)
+    checks = tuple(checks_list)
+    plain = not any(_looks_like_instant(v) for v in guard_nodes)
+    return _CompiledPlacement(
+        campaign_id=placement.campaign_id,
+        no_match=no_match,
+        checks=checks,
+        guard_values=tuple(guard_values),
+        guards=tuple((to_predicate(g, now=now), v) for v, g in guard_nodes.items()),
+        by_value={
+            v: tuple(c for c, g in zip(checks, guard_values, strict=True) if g is None or g == v)
+            for v in guard_nodes
+        },
+        unguarded=tuple(c for c, g in zip(checks, guard_values, strict=True) if g is None),
+        index_keys=tuple(field.split(".")) if plain else (),
+    )
+
+
+def _looks_like_instant(text: str) -> bool:
+    """Text the filter language also compares as a timestamp (then `is` is not plain equality)."""
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _cap(spec: str | None) -> tuple[str | None, int]:
@@ -205,9 +329,8 @@ def _cap(spec: str | None) -> tuple[str | None, int]:
 
 
 def _compile_audience(
-    placement: str, campaign_id: str, audience: AudienceConfig, node: Any, now: Callable[[], datetime]
-) -> _CompiledAudience:
-    predicate = to_predicate(node, now=now)
+    placement: str, campaign_id: str, audience: AudienceConfig, predicate: Predicate
+) -> _Check:
     cap_kind, cap_limit = _cap(audience.frequency_cap)
 
     def answer(
@@ -233,10 +356,8 @@ def _compile_audience(
             holdout_body=answer("holdout", experiment_id=exp.id),
             promoted=promoted if exp.state == "promoted" else None,
         )
-    return _CompiledAudience(
+    compiled = _CompiledAudience(
         id=audience.id,
-        predicate=predicate,
-        entitlement=audience.entitlement_check,
         cap_kind=cap_kind,
         cap_limit=cap_limit,
         body=answer("paywall", audience.paywall) if audience.paywall else answer("holdout"),
@@ -244,6 +365,11 @@ def _compile_audience(
         capped_body=answer("capped"),
         experiment=experiment,
     )
+    if experiment is None and (cap_kind is None or audience.paywall is None):
+        compiled.static = Decision(compiled.body)
+    elif experiment is not None and experiment.promoted is not None and cap_kind is None:
+        compiled.static = Decision(experiment.variant_bodies[experiment.promoted])
+    return (predicate, audience.entitlement_check, compiled)
 
 
 class DecisionTable:
@@ -254,18 +380,9 @@ class DecisionTable:
         self._placements: dict[str, _CompiledPlacement] = {}
         uses_seed = False
         for placement in placements:
-            audiences = []
-            for audience in placement.audiences:
-                node = parse(audience.filters, root="filters")
-                uses_seed = uses_seed or any(field == "user.seed" for field, _ in _field_paths(node))
-                audiences.append(
-                    _compile_audience(placement.name, placement.campaign_id, audience, node, now)
-                )
-            self._placements[placement.name] = _CompiledPlacement(
-                campaign_id=placement.campaign_id,
-                no_match_body=_body("no_audience_match", placement.name, placement.campaign_id),
-                audiences=tuple(audiences),
-            )
+            nodes = [parse(audience.filters, root="filters") for audience in placement.audiences]
+            uses_seed = uses_seed or any(f == "user.seed" for n in nodes for f, _ in _field_paths(n))
+            self._placements[placement.name] = _compile_placement(placement, nodes, now)
         #: Only compute the seed hash when some filter reads user.seed.
         self._uses_seed = uses_seed
 
@@ -287,17 +404,15 @@ class DecisionTable:
         entry = self._placements.get(placement)
         if entry is None:
             return Decision(_body("placement_not_found", placement))
-        if user is None:
-            user = _EMPTY
-        if self._uses_seed and user.get("seed") is None:
-            user = {**user, "seed": user_seed(user_id)}
-        context = {"user": user, "device": device or _EMPTY, "params": params or _EMPTY}
-        for audience in entry.audiences:
-            if audience.entitlement is not None and entitlements and audience.entitlement in entitlements:
-                continue
-            if audience.predicate(context):
-                return self._matched(audience, user_id, session_id)
-        return Decision(entry.no_match_body)
+        if self._uses_seed and (user is None or user.get("seed") is None):
+            user = {**(user or _EMPTY), "seed": user_seed(user_id)}
+        context = {"user": user or _EMPTY, "device": device or _EMPTY, "params": params or _EMPTY}
+        for predicate, entitlement, audience in entry.candidates(context):
+            if entitlement is not None and entitlements and entitlement in entitlements:
+                continue  # the user already holds what this audience sells
+            if predicate(context):
+                return audience.static or self._matched(audience, user_id, session_id)
+        return entry.no_match
 
     def _matched(self, audience: _CompiledAudience, user_id: str, session_id: str | None) -> Decision:
         exp = audience.experiment
