@@ -205,3 +205,31 @@ def test_records__other_workspace__404(
     assert client.get(f"{url}/c00000", headers=workspace.headers).status_code == 404
     r = client.post(url, headers=workspace.headers, json={"records": [{"customer_id": "x"}]})
     assert r.status_code == 404
+
+
+def test_upsert__concurrent_batches_on_same_rows__all_succeed(
+    client: TestClient, ctx: AppContext, workspace: WorkspaceFixture
+) -> None:
+    import threading
+
+    from overture.data import records, service
+
+    model = create_customers(client, workspace, numbered_customers(2000))
+    with ctx.transaction(write=False, workspace_id=workspace.id) as session:
+        row = service.get_model(session, model["id"])
+    outcomes: list[str] = []
+
+    def write(n: int) -> None:
+        batch = [{"customer_id": f"c{i:05d}", "sessions": n} for i in range(2000)]
+        try:
+            records.upsert_records(ctx, row, batch)
+            outcomes.append("ok")
+        except Exception as exc:  # the assertion below shows what went wrong
+            outcomes.append(repr(exc))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert outcomes == ["ok"] * 4

@@ -6,6 +6,7 @@ module owns everything that depends on which engine that is, side by side, so th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from overture.db.context import AppContext
-from overture.errors import Invalid, OvertureError, Unavailable
+from overture.errors import Conflict, Invalid, OvertureError, Unavailable
 
 __all__ = [
     "EVENTS_TABLE",
@@ -159,6 +160,9 @@ class DataSource:
             sa.event.listen(self.engine, "connect", _duckdb_utc)
         self._events_ready = False
         self._lock = threading.Lock()
+        # DuckDB runs one writer at a time and aborts the loser of two overlapping write transactions;
+        # queueing this process's writes turns that abort into a short wait.
+        self._write_lock: threading.RLock | None = threading.RLock() if backend == "duckdb" else None
 
     # -- dialect facts -------------------------------------------------------------------------------
     @property
@@ -193,8 +197,10 @@ class DataSource:
 
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:
-        """A writing transaction: commits on success, rolls back on any error."""
-        with self._translate(), self.engine.begin() as conn:
+        """A writing transaction: commits on success, rolls back on any error. On DuckDB, writers of
+        this process take turns (see __init__)."""
+        lock = self._write_lock or contextlib.nullcontext()
+        with lock, self._translate(), self.engine.begin() as conn:
             yield conn
 
     @contextmanager
@@ -216,6 +222,8 @@ class DataSource:
                 "it and retry, or send records over HTTP "
                 "(POST /api/v1/workspaces/{id}/models/{model_id}/records)"
             )
+        if "TransactionContext Error" in text or "could not serialize access" in text:
+            return Conflict(f"a concurrent write touched the same rows; retry ({first})")
         if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
             return Unavailable(f"data source unreachable: {first}")
         if isinstance(exc, sa.exc.OperationalError) and not self.is_duckdb and not self.is_sqlite:
