@@ -6,7 +6,6 @@ module owns everything that depends on which engine that is, side by side, so th
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import threading
@@ -34,6 +33,8 @@ __all__ = [
     "workspace_prefix",
 ]
 
+#: How long a DuckDB writer waits for this process's other writers before answering 503.
+WRITE_WAIT_SECONDS = 60.0
 #: The one events table of a source; every row carries its workspace_id.
 EVENTS_TABLE = "overture_events"
 
@@ -199,9 +200,15 @@ class DataSource:
     def begin(self) -> Iterator[sa.Connection]:
         """A writing transaction: commits on success, rolls back on any error. On DuckDB, writers of
         this process take turns (see __init__)."""
-        lock = self._write_lock or contextlib.nullcontext()
-        with lock, self._translate(), self.engine.begin() as conn:
-            yield conn
+        lock = self._write_lock
+        if lock is not None and not lock.acquire(timeout=WRITE_WAIT_SECONDS):
+            raise Unavailable("the data source is busy with another write; retry")
+        try:
+            with self._translate(), self.engine.begin() as conn:
+                yield conn
+        finally:
+            if lock is not None:
+                lock.release()
 
     @contextmanager
     def _translate(self) -> Iterator[None]:
