@@ -276,3 +276,12 @@ def test_test_endpoint__bad_target__outcome_not_500(
     dead = create_destination(client, workspace, "webhook", {"url": f"http://127.0.0.1:{free_port()}/"})
     r = client.post(dest_url(workspace, f"/{dead['id']}/test"), headers=workspace.headers)
     assert r.status_code == 200 and r.json()["status"] == "retry"
+
+
+def test_send__huge_error_body__bounded_read_and_short_error(
+    ctx: AppContext, client: TestClient, workspace: WorkspaceFixture, receiver: Receiver
+) -> None:
+    receiver.rule = lambda _req: (400, {}, b"x" * 2_000_000)
+    dest = _webhook(ctx, client, workspace, receiver.url)
+    (outcome,) = send_batch(ctx, dest, [Message("k", {})])
+    assert outcome.status == "failed" and len(outcome.error or "") < 300

@@ -313,7 +313,7 @@ def _read_bounded(response: httpx.Response) -> None:
     is then dropped rather than drained)."""
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_raw():
+    for chunk in response.iter_bytes():  # decoded, still incremental: a zip bomb stops at the cap
         chunks.append(chunk)
         size += len(chunk)
         if size >= MAX_RESPONSE_BYTES:
