@@ -1,13 +1,14 @@
-"""Runtime tests: the context is registered so sessions read its (frozen) clock."""
+"""Runtime tests: a test's context is registered so sessions read its (frozen) clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from overture.db.context import AppContext
 from overture.runtime.clock import register
 
 
 @pytest.fixture(autouse=True)
-def _registered(ctx: AppContext) -> None:
-    register(ctx)
+def _registered(request: pytest.FixtureRequest) -> None:
+    # Only for tests that use the shared context: the process-level tests bring their own.
+    if "ctx" in request.fixturenames:
+        register(request.getfixturevalue("ctx"))

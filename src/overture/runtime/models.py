@@ -103,6 +103,8 @@ class OutboxMessage(WorkspaceScoped, Base):
     status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default=OutboxStatus.PENDING)
     #: Send attempts so far; also the fencing token for recording an attempt's outcome.
     attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    #: Claims lost because the dispatcher died mid-send; they don't use up the retry budget.
+    crashes: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     possible_duplicate: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ RETRY_BASE_SECONDS = 5.0
 RETRY_CAP_SECONDS = 3600.0
 #: A message whose dispatcher died this many times while sending it is failed, not resent again
 #: (protects the queue from a message that crashes the process).
-MAX_LOST_CLAIMS = MAX_ATTEMPTS + 5
+MAX_CRASHES = 10
 MAX_ERROR_CHARS = 2000
 
 Sender = Callable[[AppContext, Any, Sequence[Message]], list[Outcome]]
@@ -110,6 +111,7 @@ def enqueue(session: Session, items: Iterable[OutboxItem]) -> int:
                 "source_id": item.source_id,
                 "status": OutboxStatus.PENDING,
                 "attempts": 0,
+                "crashes": 0,
                 "possible_duplicate": False,
                 "next_attempt_at": ASAP,
                 "created_at": now,
@@ -148,7 +150,13 @@ class _Claimed:
     idempotency_key: str
     payload: dict[str, Any]
     attempts: int
+    crashes: int
     possible_duplicate: bool
+
+    @property
+    def tries(self) -> int:
+        """Attempts that reached an outcome; claims lost to a dying dispatcher don't count."""
+        return self.attempts - self.crashes
 
 
 def _pauses(ctx: AppContext) -> dict[str, datetime]:
@@ -159,25 +167,22 @@ def _pauses(ctx: AppContext) -> dict[str, datetime]:
 
 def recover_lost(ctx: AppContext) -> int:
     """Messages left in `sending` by a dispatcher whose claim expired (it died) become `unknown`,
-    flagged possible_duplicate: the receiver may or may not have them. Returns how many."""
+    flagged possible_duplicate: the receiver may or may not have them. A message that was in
+    flight when MAX_CRASHES dispatchers died is failed instead (it may be what kills them)."""
     now = ctx.clock.now()
+    doomed = OutboxMessage.crashes + 1 >= MAX_CRASHES
     with ctx.transaction() as session:
         lost = rowcount(
             session.execute(
                 sa.update(OutboxMessage)
                 .where(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.locked_until < now)
                 .values(
-                    status=sa.case(
-                        (OutboxMessage.attempts >= MAX_LOST_CLAIMS, OutboxStatus.FAILED),
-                        else_=OutboxStatus.UNKNOWN,
-                    ),
+                    status=sa.case((doomed, OutboxStatus.FAILED), else_=OutboxStatus.UNKNOWN),
                     last_error=sa.case(
-                        (
-                            OutboxMessage.attempts >= MAX_LOST_CLAIMS,
-                            "dispatcher lost while sending, too many times",
-                        ),
+                        (doomed, f"a dispatcher died while sending it, {MAX_CRASHES} times"),
                         else_=OutboxMessage.last_error,
                     ),
+                    crashes=OutboxMessage.crashes + 1,
                     possible_duplicate=True,
                     locked_until=None,
                 )
@@ -188,84 +193,117 @@ def recover_lost(ctx: AppContext) -> int:
     return lost
 
 
-def _claim(ctx: AppContext, limit: int, lease: timedelta) -> list[_Claimed]:
+_CLAIMED_COLUMNS = (
+    _table.c.id,
+    _table.c.workspace_id,
+    _table.c.destination_id,
+    _table.c.idempotency_key,
+    _table.c.payload,
+    _table.c.attempts,
+    _table.c.crashes,
+    _table.c.possible_duplicate,
+)
+
+
+def _claim(ctx: AppContext, limit: int, lease: timedelta, *, unknown: bool = True) -> list[_Claimed]:
+    """Claim up to `limit` due messages: `unknown` ones (crash survivors) first when asked, then
+    `pending` ones; each an index range scan in due order (Core statements: this is the hot path)."""
     now = ctx.clock.now()
     paused = [d for d, until in _pauses(ctx).items() if until > now]
     postgres = ctx.engine.dialect.name == "postgresql"
     claimed: list[_Claimed] = []
     with ctx.transaction() as session:
-        # Unknown (crash survivors) first, then pending: two index range scans, each in due order.
-        for status in (OutboxStatus.UNKNOWN, OutboxStatus.PENDING):
+        for status in (OutboxStatus.UNKNOWN, OutboxStatus.PENDING) if unknown else (OutboxStatus.PENDING,):
             want = limit - len(claimed)
             if want <= 0:
                 break
             query = (
-                sa.select(OutboxMessage.id)
-                .where(OutboxMessage.status == status, OutboxMessage.next_attempt_at <= now)
-                .order_by(OutboxMessage.next_attempt_at)
+                sa.select(_table.c.id)
+                .where(_table.c.status == status, _table.c.next_attempt_at <= now)
+                .order_by(_table.c.next_attempt_at)
                 .limit(want)
             )
             if paused:
-                query = query.where(OutboxMessage.destination_id.not_in(paused))
+                query = query.where(_table.c.destination_id.not_in(paused))
             if postgres:
                 query = query.with_for_update(skip_locked=True)
             ids = list(session.scalars(query))
             if not ids:
                 continue
             rows = session.execute(
-                sa.update(OutboxMessage)
-                .where(OutboxMessage.id.in_(ids), OutboxMessage.status == status)
-                .values(
-                    status=OutboxStatus.SENDING,
-                    attempts=OutboxMessage.attempts + 1,
-                    locked_until=now + lease,
-                )
-                .returning(
-                    OutboxMessage.id,
-                    OutboxMessage.workspace_id,
-                    OutboxMessage.destination_id,
-                    OutboxMessage.idempotency_key,
-                    OutboxMessage.payload,
-                    OutboxMessage.attempts,
-                    OutboxMessage.possible_duplicate,
-                )
+                sa.update(_table)
+                .where(_table.c.id.in_(ids), _table.c.status == status)
+                .values(status=OutboxStatus.SENDING, attempts=_table.c.attempts + 1, locked_until=now + lease)
+                .returning(*_CLAIMED_COLUMNS)
             ).all()
             claimed.extend(_Claimed(*row) for row in rows)
     claimed.sort(key=lambda c: c.id)
     return claimed
 
 
-@contextmanager
-def _lease_keeper(ctx: AppContext, batch: Sequence[_Claimed], lease: timedelta) -> Iterator[None]:
-    """While a batch is in flight, extend its claim every lease/3: a slow receiver never makes
-    another dispatcher think this one died (only a real crash opens the duplicate window)."""
-    done = threading.Event()
-    params = [{"b_id": c.id, "b_attempts": c.attempts} for c in batch]
+_FENCE = sa.and_(
+    _table.c.id == sa.bindparam("b_id"),
+    _table.c.attempts == sa.bindparam("b_attempts"),
+    _table.c.status == OutboxStatus.SENDING,
+)
 
-    def keep() -> None:
-        while not done.wait(lease.total_seconds() / 3):
-            try:
-                with ctx.transaction() as session:
-                    session.execute(
-                        sa.update(_table)
-                        .where(
-                            _table.c.id == sa.bindparam("b_id"),
-                            _table.c.attempts == sa.bindparam("b_attempts"),
-                            _table.c.status == OutboxStatus.SENDING,
+
+class _ClaimKeeper:
+    """One thread per context that extends the claims of messages being sent, every lease/3:
+    a slow receiver never makes another dispatcher think this one died (only a real crash opens
+    the duplicate window). Extensions are fenced, so a recorded message is left alone."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.lock = threading.Lock()
+        self.claims: dict[int, tuple[list[dict[str, Any]], timedelta, float]] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="overture-outbox-claims", daemon=True)
+        self.thread.start()
+        ctx.closers.append(self.stop.set)
+
+    def hold(self, batch: Sequence[_Claimed], lease: timedelta) -> int:
+        token = id(batch)
+        fences = [{"b_id": c.id, "b_attempts": c.attempts} for c in batch]
+        with self.lock:
+            self.claims[token] = (fences, lease, time.monotonic())
+        return token
+
+    def release(self, token: int) -> None:
+        with self.lock:
+            self.claims.pop(token, None)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.1):
+            now = time.monotonic()
+            with self.lock:
+                due = [
+                    (token, fences, lease)
+                    for token, (fences, lease, since) in self.claims.items()
+                    if now - since >= lease.total_seconds() / 3
+                ]
+            for token, fences, lease in due:
+                try:
+                    with self.ctx.transaction() as session:
+                        session.execute(
+                            sa.update(_table).where(_FENCE).values(locked_until=self.ctx.clock.now() + lease),
+                            fences,
                         )
-                        .values(locked_until=ctx.clock.now() + lease),
-                        params,
-                    )
-            except Exception:  # the claim may lapse; fencing keeps that safe, just log it
-                log.exception("outbox: could not extend a claim")
+                except Exception:  # the claim may lapse; fencing keeps that safe, just log it
+                    log.exception("outbox: could not extend a claim")
+                with self.lock:
+                    if token in self.claims:
+                        self.claims[token] = (fences, lease, now)
 
-    keeper = threading.Thread(target=keep, name="overture-outbox-lease", daemon=True)
-    keeper.start()
+
+@contextmanager
+def _held(ctx: AppContext, batch: Sequence[_Claimed], lease: timedelta) -> Iterator[None]:
+    keeper: _ClaimKeeper = ctx.service("runtime.outbox.claim_keeper", _ClaimKeeper)
+    token = keeper.hold(batch, lease)
     try:
         yield
     finally:
-        done.set()
-        keeper.join()
+        keeper.release(token)
 
 
 def _error(text: str | None) -> str:
@@ -283,7 +321,7 @@ def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outco
         fence = {"b_id": claimed.id, "b_attempts": claimed.attempts}
         if outcome.status == "sent":
             sent.append(fence)
-        elif outcome.status == "retry" and claimed.attempts < MAX_ATTEMPTS:
+        elif outcome.status == "retry" and claimed.tries < MAX_ATTEMPTS:
             if outcome.retry_after is not None:
                 delay = max(outcome.retry_after, 1.0)
                 until = now + timedelta(seconds=delay)
@@ -291,32 +329,27 @@ def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outco
                     until, pause_until.get(claimed.destination_id, until)
                 )
             else:
-                delay = backoff_seconds(claimed.attempts, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
+                delay = backoff_seconds(claimed.tries, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
             retry.append(
                 {**fence, "b_next": now + timedelta(seconds=delay), "b_error": _error(outcome.error)}
             )
         else:
             error = _error(outcome.error)
             if outcome.status == "retry":
-                error = _error(f"gave up after {claimed.attempts} attempts: {outcome.error}")
+                error = _error(f"gave up after {claimed.tries} attempts: {outcome.error}")
             failed.append({**fence, "b_error": error})
-    fenced = sa.and_(
-        _table.c.id == sa.bindparam("b_id"),
-        _table.c.attempts == sa.bindparam("b_attempts"),
-        _table.c.status == OutboxStatus.SENDING,
-    )
     with ctx.transaction() as session:
         if sent:
             session.execute(
                 sa.update(_table)
-                .where(fenced)
+                .where(_FENCE)
                 .values(status=OutboxStatus.SENT, sent_at=now, locked_until=None, last_error=None),
                 sent,
             )
         if retry:
             session.execute(
                 sa.update(_table)
-                .where(fenced)
+                .where(_FENCE)
                 .values(
                     status=OutboxStatus.PENDING,
                     next_attempt_at=sa.bindparam("b_next"),
@@ -328,7 +361,7 @@ def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outco
         if failed:
             session.execute(
                 sa.update(_table)
-                .where(fenced)
+                .where(_FENCE)
                 .values(status=OutboxStatus.FAILED, last_error=sa.bindparam("b_error"), locked_until=None),
                 failed,
             )
@@ -343,11 +376,7 @@ def _release(ctx: AppContext, batch: Sequence[_Claimed], until: datetime) -> Non
     with ctx.transaction() as session:
         session.execute(
             sa.update(_table)
-            .where(
-                _table.c.id == sa.bindparam("b_id"),
-                _table.c.attempts == sa.bindparam("b_attempts"),
-                _table.c.status == OutboxStatus.SENDING,
-            )
+            .where(_FENCE)
             .values(
                 status=sa.case(
                     (_table.c.possible_duplicate.is_(True), OutboxStatus.UNKNOWN), else_=OutboxStatus.PENDING
@@ -368,58 +397,62 @@ def dispatch_once(
     lease: timedelta = LEASE,
     sender: Sender | None = None,
 ) -> int:
-    """Claim up to `limit` due messages, send them per destination in batches of `batch_size`,
-    and record every outcome. Returns the number of messages processed (sent, failed, retried).
+    """Send up to `limit` due messages: claim a batch of `batch_size`, send it (per destination),
+    record every outcome, repeat. Returns the number of messages processed (sent, failed, retried).
 
+    Claiming one batch at a time bounds what a crash can leave in `sending` to one batch.
     `sender(ctx, destination, messages) -> list[Outcome]` defaults to overture.delivery's
     `send_batch`; tests may pass a fake. Safe to run in any number of threads and processes."""
     register(ctx)
     send = sender or send_batch
     recover_lost(ctx)
-    claimed = _claim(ctx, limit, lease)
-    if not claimed:
-        return 0
-    by_destination: dict[str, list[_Claimed]] = {}
-    for c in claimed:
-        by_destination.setdefault(c.destination_id, []).append(c)
+    destinations: dict[str, Any] = {}  # read once per call, not once per batch
     processed = 0
-    for destination_id, messages in by_destination.items():
+    while processed < limit:
+        # Crash survivors are looked for on the first claim of a call; later claims take pending.
+        claimed = _claim(ctx, min(batch_size, limit - processed), lease, unknown=processed == 0)
+        if not claimed:
+            break
+        by_destination: dict[str, list[_Claimed]] = {}
+        for c in claimed:
+            by_destination.setdefault(c.destination_id, []).append(c)
+        with _held(ctx, claimed, lease):
+            for destination_id, batch in by_destination.items():
+                _dispatch_batch(ctx, destinations, destination_id, batch, send)
+        processed += len(claimed)
+    return processed
+
+
+def _dispatch_batch(
+    ctx: AppContext, destinations: dict[str, Any], destination_id: str, batch: list[_Claimed], send: Sender
+) -> None:
+    destination = destinations.get(destination_id)
+    if destination is None:
         try:
             with ctx.transaction(write=False) as session:
                 destination = get_destination(session, destination_id)
                 session.expunge(destination)
         except NotFound:
-            _record(
-                ctx, messages, [Outcome.failed(m.idempotency_key, "destination not found") for m in messages]
-            )
-            processed += len(messages)
-            continue
-        for start in range(0, len(messages), batch_size):
-            batch = messages[start : start + batch_size]
-            paused_until = _pauses(ctx).get(destination_id)
-            if paused_until is not None and paused_until > ctx.clock.now():
-                _release(ctx, messages[start:], paused_until)
-                break
-            wire = [
-                Message(
-                    c.idempotency_key, c.payload, possible_duplicate=c.possible_duplicate, attempt=c.attempts
-                )
-                for c in batch
-            ]
-            with _lease_keeper(ctx, batch, lease):
-                try:
-                    outcomes = send(ctx, destination, wire)
-                except Exception as exc:  # a sender bug must not strand the batch in `sending`
-                    log.exception("outbox: sending to destination %s raised", destination_id)
-                    outcomes = [
-                        Outcome.retry(m.idempotency_key, f"{type(exc).__name__}: {exc}") for m in wire
-                    ]
-            if len(outcomes) != len(batch):
-                by_key = {o.idempotency_key: o for o in outcomes}
-                outcomes = [
-                    by_key.get(m.idempotency_key) or Outcome.retry(m.idempotency_key, "no outcome reported")
-                    for m in wire
-                ]
-            _record(ctx, batch, outcomes)
-            processed += len(batch)
-    return processed
+            _record(ctx, batch, [Outcome.failed(m.idempotency_key, "destination not found") for m in batch])
+            return
+        destinations[destination_id] = destination
+    paused_until = _pauses(ctx).get(destination_id)
+    if paused_until is not None and paused_until > ctx.clock.now():
+        _release(ctx, batch, paused_until)
+        return
+    wire = [
+        Message(c.idempotency_key, c.payload, possible_duplicate=c.possible_duplicate, attempt=c.attempts)
+        for c in batch
+    ]
+    try:
+        outcomes = send(ctx, destination, wire)
+    except Exception as exc:  # a sender bug must not strand the batch in `sending`
+        log.exception("outbox: sending to destination %s raised", destination_id)
+        outcomes = [Outcome.retry(m.idempotency_key, f"{type(exc).__name__}: {exc}") for m in wire]
+    if len(outcomes) != len(batch):
+        by_key = {o.idempotency_key: o for o in outcomes}
+        outcomes = [
+            by_key.get(m.idempotency_key) or Outcome.retry(m.idempotency_key, "no outcome reported")
+            for m in wire
+        ]
+    _record(ctx, batch, outcomes)

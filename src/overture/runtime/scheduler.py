@@ -160,12 +160,7 @@ def _tick_batch(ctx: AppContext) -> tuple[int, bool]:
             return 0, False
     fired = 0
     with ctx.transaction() as session:
-        query = (
-            sa.select(ScheduleRow)
-            .where(due)
-            .order_by(ScheduleRow.next_fire_at)
-            .limit(TICK_BATCH)
-        )
+        query = sa.select(ScheduleRow).where(due).order_by(ScheduleRow.next_fire_at).limit(TICK_BATCH)
         if ctx.engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         rows = list(session.scalars(query))
