@@ -70,9 +70,7 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
     app.include_router(segments_router)
     app.include_router(destinations_router)
     app.include_router(journeys_router)
-    for prefix in paywalls.PREFIXES:  # seed 004 is served under /v1/... and /api/v1/...
-        app.include_router(paywalls.router, prefix=prefix)
-        app.include_router(paywalls.decision_router, prefix=prefix)
+    paywalls.mount(app)  # under /v1/... and /api/v1/...; puts register first in the route list
     return app
 
 

@@ -15,6 +15,7 @@ remembers (bounded) which it already wrote, so a returning user's register write
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -23,9 +24,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from overture.db.base import UTCDateTime
 from overture.db.context import AppContext
 from overture.errors import Unavailable
 from overture.paywalls.decisions import CapSpend, Decision, ExposureRecord
@@ -38,44 +41,70 @@ MAX_REMEMBERED = 1_000_000
 _STOP = object()
 
 
-def _insert(session: Session, table: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+def _dialect_insert(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+@functools.cache
+def _cap_statement(dialect: str) -> Any:
+    """Built once per dialect with bound parameters: constructing an upsert costs ~1 ms of Python,
+    executing a prepared one a few tens of microseconds."""
+    table: Any = CapCounter.__table__
+    stmt = _dialect_insert(dialect)(table).values(
+        workspace_id=sa.bindparam("workspace_id"),
+        audience_id=sa.bindparam("audience_id"),
+        user_id=sa.bindparam("user_id"),
+        period=sa.bindparam("period"),
+        count=1,
+        updated_at=sa.bindparam("now", type_=UTCDateTime()),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.audience_id, table.c.user_id, table.c.period],
+        set_={"count": table.c.count + 1, "updated_at": stmt.excluded.updated_at},
+        where=table.c.count < sa.bindparam("cap_limit"),
+    ).returning(table.c.count)
+
+
+@functools.cache
+def _exposure_statement(dialect: str) -> Any:
+    table: Any = Exposure.__table__
+    return (
+        _dialect_insert(dialect)(table)
+        .values(
+            workspace_id=sa.bindparam("workspace_id"),
+            experiment_id=sa.bindparam("experiment_id"),
+            user_id=sa.bindparam("user_id"),
+            variant_id=sa.bindparam("variant_id"),
+            exposed_at=sa.bindparam("now", type_=UTCDateTime()),
+        )
+        .on_conflict_do_nothing(index_elements=[table.c.experiment_id, table.c.user_id, table.c.variant_id])
+    )
 
 
 def spend_cap(session: Session, workspace_id: str, spend: CapSpend, now: datetime) -> bool:
     """Take one from the allowance atomically; False when it is spent."""
-    table = CapCounter.__table__
-    stmt = _insert(session, table).values(
-        workspace_id=workspace_id,
-        audience_id=spend.audience_id,
-        user_id=spend.user_id,
-        period=spend.period,
-        count=1,
-        updated_at=now,
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.audience_id, table.c.user_id, table.c.period],
-        set_={"count": table.c.count + 1, "updated_at": stmt.excluded.updated_at},
-        where=table.c.count < spend.limit,
-    ).returning(table.c.count)
-    return session.execute(stmt).first() is not None
+    params = {
+        "workspace_id": workspace_id,
+        "audience_id": spend.audience_id,
+        "user_id": spend.user_id,
+        "period": spend.period,
+        "now": now,
+        "cap_limit": spend.limit,
+    }
+    conn = session.connection()  # Core, not the ORM: no ORM events on the hot path
+    return conn.execute(_cap_statement(conn.dialect.name), params).first() is not None
 
 
 def record_exposure(session: Session, workspace_id: str, exposure: ExposureRecord, now: datetime) -> None:
-    table = Exposure.__table__
-    stmt = (
-        _insert(session, table)
-        .values(
-            workspace_id=workspace_id,
-            experiment_id=exposure.experiment_id,
-            user_id=exposure.user_id,
-            variant_id=exposure.variant_id,
-            exposed_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=[table.c.experiment_id, table.c.user_id, table.c.variant_id])
-    )
-    session.execute(stmt)
+    params = {
+        "workspace_id": workspace_id,
+        "experiment_id": exposure.experiment_id,
+        "user_id": exposure.user_id,
+        "variant_id": exposure.variant_id,
+        "now": now,
+    }
+    conn = session.connection()
+    conn.execute(_exposure_statement(conn.dialect.name), params)
 
 
 @dataclass
