@@ -39,6 +39,29 @@ def current_revisions(conn: sa.Connection) -> set[str]:
     return set(MigrationContext.configure(conn).get_current_heads())
 
 
+def _as_tuple(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def applied_revisions(script: ScriptDirectory, current: set[str]) -> set[str]:
+    """Every revision the database holds: its stamped heads and all they descend from, following
+    `depends_on` too (Alembic stamps only the newest revision of branches joined that way)."""
+    seen: set[str] = set()
+    todo = list(current)
+    while todo:
+        rev = script.get_revision(todo.pop())
+        if rev is None or rev.revision in seen:
+            continue
+        seen.add(rev.revision)
+        todo.extend(_as_tuple(rev.down_revision))
+        todo.extend(_as_tuple(rev.dependencies))
+    return seen
+
+
 def is_current(engine: sa.Engine) -> bool:
+    script = ScriptDirectory.from_config(alembic_config(engine.url.render_as_string(hide_password=False)))
     with engine.connect() as conn:
-        return current_revisions(conn) == head_revisions(str(engine.url))
+        current = current_revisions(conn)
+    return set(script.get_heads()) <= applied_revisions(script, current)
