@@ -40,7 +40,7 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        bus.start_listening(ctx.engine)
+        stop_listening = bus.start_listening(ctx.engine)
         # Embedded runtime (scheduler, job threads, outbox dispatcher) unless this is an API-only
         # process (OVERTURE_RUN_WORKERS=false, e.g. beside `overture worker` processes).
         embedded = (
@@ -51,6 +51,7 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
         yield
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+        await asyncio.to_thread(stop_listening)
 
     app = FastAPI(
         title="Overture",

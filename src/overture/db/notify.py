@@ -5,6 +5,7 @@ through LISTEN/NOTIFY, delivered by one background listener thread per engine.""
 from __future__ import annotations
 
 import logging
+import os
 import select
 import threading
 from collections import defaultdict
@@ -25,9 +26,6 @@ class ChangeBus:
     def __init__(self) -> None:
         self._listeners: dict[str, list[Listener]] = defaultdict(list)
         self._lock = threading.Lock()
-        self._engine: sa.Engine | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def subscribe(self, topic: str, listener: Listener) -> None:
         with self._lock:
@@ -49,36 +47,49 @@ class ChangeBus:
             session.execute(sa.select(sa.func.pg_notify(PG_CHANNEL, f"{topic}:{payload}")))
         session.info.setdefault("overture_changes", set()).add((topic, payload))
 
-    def start_listening(self, engine: sa.Engine) -> None:
-        if engine.dialect.name != "postgresql" or self._thread is not None:
-            return
-        self._engine = engine
-        self._thread = threading.Thread(target=self._listen, name="overture-notify", daemon=True)
-        self._thread.start()
+    def start_listening(self, engine: sa.Engine) -> Callable[[], None]:
+        """Relay other processes' NOTIFYs on this engine's database to local listeners, in one
+        background thread. Returns the function that stops it (a no-op on SQLite)."""
+        if engine.dialect.name != "postgresql":
+            return lambda: None
+        stop = threading.Event()
+        wake_r, wake_w = os.pipe()  # lets stop() interrupt the select at once
+        thread = threading.Thread(
+            target=self._listen, args=(engine, stop, wake_r), name="overture-notify", daemon=True
+        )
+        thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
+        def stopper() -> None:
+            stop.set()
+            os.write(wake_w, b"x")
+            thread.join(timeout=5)
+            os.close(wake_r)
+            os.close(wake_w)
 
-    def _listen(self) -> None:
-        assert self._engine is not None
-        while not self._stop.is_set():
+        return stopper
+
+    def _listen(self, engine: sa.Engine, stop: threading.Event, wake: int) -> None:
+        while not stop.is_set():
             try:
-                raw = self._engine.raw_connection()
+                raw = engine.raw_connection()
                 try:
                     driver: Any = raw.driver_connection
                     driver.autocommit = True
                     driver.execute(f"LISTEN {PG_CHANNEL}")
-                    while not self._stop.is_set():
-                        if select.select([driver], [], [], 1.0) == ([], [], []):
+                    while not stop.is_set():
+                        readable, _, _ = select.select([driver, wake], [], [], 5.0)
+                        if driver not in readable:
                             continue
                         for note in driver.notifies(timeout=0):
                             topic, _, payload = note.payload.partition(":")
                             self.deliver(topic, payload)
                 finally:
-                    raw.close()
+                    raw.invalidate()  # never hand a LISTENing connection back to the pool
             except Exception:
-                log.exception("change listener lost its connection; reconnecting")
-                self._stop.wait(1.0)
+                if stop.is_set():
+                    return
+                log.warning("change listener lost its connection; reconnecting", exc_info=True)
+                stop.wait(1.0)
 
 
 bus = ChangeBus()
