@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import BaseRoute, Route
 
 from overture.auth.deps import DbSession, authenticate, check_workspace_path, get_ctx, require
@@ -19,7 +20,7 @@ from overture.auth.service import Caller
 from overture.data.events import EventIn as StreamEvent
 from overture.data.events import record_events
 from overture.db.context import AppContext
-from overture.errors import Invalid, TooLarge
+from overture.errors import Invalid, TooLarge, Unavailable
 from overture.paywalls import service
 from overture.paywalls.schemas import (
     MAX_EVENTS_PER_BATCH,
@@ -324,7 +325,10 @@ async def register(request: Request) -> Response:
     tables = decision_tables(ctx)
     table = tables.get(caller.workspace_id)
     if table is None:
-        table = await run_in_threadpool(tables.load, caller.workspace_id)
+        try:
+            table = await run_in_threadpool(tables.load, caller.workspace_id)
+        except SQLAlchemyError:
+            raise Unavailable("the campaign configuration could not be loaded; try again")
     decision = table.decide(
         body.placement,
         body.user_id,
@@ -360,12 +364,14 @@ def mount(app: FastAPI) -> None:
         for route in decision_router.routes:
             assert isinstance(route, APIRoute)
             fast.append(
-                Route(prefix + route.path, route.endpoint, methods=list(route.methods), name=route.name)
+                Route(
+                    prefix + route.path, route.endpoint, methods=sorted(route.methods or ()), name=route.name
+                )
             )
             documented.add_api_route(
                 prefix + route.path,
                 route.endpoint,
-                methods=list(route.methods),
+                methods=sorted(route.methods or ()),
                 response_model=route.response_model,
                 responses=route.responses,
                 tags=route.tags,
