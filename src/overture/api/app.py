@@ -80,6 +80,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _overture_error(_request: Request, exc: OvertureError) -> JSONResponse:
         return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=_auth_headers(exc))
 
+    @app.exception_handler(sa.exc.DataError)
+    async def _data_error(_request: Request, exc: sa.exc.DataError) -> JSONResponse:
+        # The database refused a value the schema let through (a NUL byte in text, an integer out of
+        # range): the input is bad, the transaction was rolled back, nothing changed.
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+        body = {"detail": f"a value cannot be stored: {reason}", "code": "invalid"}
+        return JSONResponse(body, status_code=422)
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
