@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from overture.clock import FrozenClock
 from overture.data.source import get_source
 from overture.journeys import runner
-from overture.journeys.members import MemberStore
+from overture.journeys.members import MemberStore, parse_events
 from overture.runtime import jobs, outbox
 from overture.runtime.models import OutboxMessage
 from tests.delivery.conftest import Receiver
@@ -80,10 +80,11 @@ def _members(api: Api, journey_id: str) -> dict[str, tuple[str, str]]:
 
 
 def _synced_events(api: Api, journey_id: str) -> Counter[str]:
+    """How many times each member's history says it was synced."""
     store = MemberStore(get_source(api.ctx), api.ws.id, journey_id)
     with store.source.connect() as conn:
-        rows = conn.execute(sa.select(store.path.c.member_id).where(store.path.c.event == "synced"))
-        return Counter(str(m) for (m,) in rows)
+        rows = conn.execute(sa.select(store.path.c.member_id, store.path.c.events))
+        return Counter(str(m) for m, events in rows for event, _ in parse_events(events) if event == "synced")
 
 
 def test_crash_between_outbox_and_advance__retry_resumes__nothing_lost_nothing_twice(
@@ -94,17 +95,16 @@ def test_crash_between_outbox_and_advance__retry_resumes__nothing_lost_nothing_t
     monkeypatch.setattr(runner, "SYNC_BATCH", 40)
     hook = api.webhook(f"{receiver.url}/crash")
     jid = _sync_journey(api, 300, hook)  # 100 pro members
-    real_move = MemberStore.move
+    real_pass_sync = MemberStore.pass_sync
     advances: list[int] = []
 
-    def dying_move(self: MemberStore, *args: Any, **kwargs: Any) -> int:
-        if kwargs.get("synced"):
-            advances.append(1)
-            if len(advances) == 2:
-                raise RuntimeError("worker killed")
-        return real_move(self, *args, **kwargs)
+    def dying_pass_sync(self: MemberStore, *args: Any, **kwargs: Any) -> int:
+        advances.append(1)
+        if len(advances) == 2:
+            raise RuntimeError("worker killed")
+        return real_pass_sync(self, *args, **kwargs)
 
-    monkeypatch.setattr(MemberStore, "move", dying_move)
+    monkeypatch.setattr(MemberStore, "pass_sync", dying_pass_sync)
     run = api.trigger(jid)
     jobs.drain(api.ctx)
 
@@ -115,7 +115,7 @@ def test_crash_between_outbox_and_advance__retry_resumes__nothing_lost_nothing_t
     assert tiles["wait"] == 40 and tiles["send"] == 60
 
     # When the job's retry comes round (the worker is healthy again)
-    monkeypatch.setattr(MemberStore, "move", real_move)
+    monkeypatch.setattr(MemberStore, "pass_sync", real_pass_sync)
     frozen_clock.advance(seconds=30)
     jobs.drain(api.ctx)
 
@@ -141,29 +141,27 @@ def test_crash_mid_walk__next_run_continues__every_member_on_one_tile(
 ) -> None:
     hook = api.webhook("http://127.0.0.1:9/unused")
     jid = _sync_journey(api, 90, hook)
-    real_process = runner._Execution.process
+    real_sync = runner._Execution.sync
 
-    def dies_at_send(self: runner._Execution, tile_id: str, compiled: Any) -> None:
-        if tile_id == "send":
-            raise RuntimeError("killed at the sync tile")
-        real_process(self, tile_id, compiled)
+    def dies_at_send(self: runner._Execution, tile_id: str, *args: Any) -> bool:
+        raise RuntimeError("killed at the sync tile")
 
-    monkeypatch.setattr(runner._Execution, "process", dies_at_send)
+    monkeypatch.setattr(runner._Execution, "sync", dies_at_send)
     run = api.trigger(jid)
     # The last attempt fails the run (without blaming the journey): it is not a definition problem
     assert runner.execute_run(api.ctx, run["id"], last_attempt=True) == "failed"
     failed = api.get(f"/{jid}/runs/{run['id']}")
     assert "killed" in failed["error"] and api.get(f"/{jid}")["status"] == "active"
-    assert Counter(t for t, _ in _members(api, jid).values()) == {"send": 30, "out": 60}
+    assert Counter(_members(api, jid).values()) == {("send", "active"): 30, ("out", "completed"): 60}
 
-    monkeypatch.setattr(runner._Execution, "process", real_process)
+    monkeypatch.setattr(runner._Execution, "sync", real_sync)
     jobs.drain(api.ctx)  # the run's job: the run is already over, nothing happens
     again = api.run(jid)
     assert again["counts"] == {
         "entered": 0,
         "advanced": 30,
         "exited": 0,
-        "completed": 60,  # no_match members stood on the exit tile the failed run never reached
+        "completed": 0,
         "synced": 30,
         "failed": 0,
     }

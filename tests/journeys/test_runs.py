@@ -153,39 +153,65 @@ def test_cancel__finished_run__409(api: Api) -> None:
     api.post(f"/{jid}/runs/{run['id']}/cancel", expect=409)
 
 
-def test_cancel__running_run__stops_between_steps_members_consistent(api: Api, frozen_clock: Any) -> None:
-    # Given a run that is cancelled from outside right after its entry step
-    jid = _journey(api, rows=30)
+def _sync_journey(api: Api, rows: int) -> str:
+    """entry -> sync (to a destination nobody dispatches to here) -> exit."""
+    model_id = api.model(create_customers_table(api.ctx, rows))
+    hook = api.webhook("http://127.0.0.1:9/not-dispatched")
+    body = {
+        "name": "batches",
+        "parent_model_id": model_id,
+        "tiles": [
+            {"id": "in", "type": "entry"},
+            {
+                "id": "send",
+                "type": "sync",
+                "config": {"destination_id": hook, "field_mapping": [{"from": "email", "to": "e"}]},
+            },
+            {"id": "out", "type": "exit"},
+        ],
+        "edges": [{"from": "in", "to": "send"}, {"from": "send", "to": "out"}],
+    }
+    journey_id = str(api.create(body)["id"])
+    api.activate(journey_id)
+    return journey_id
+
+
+def test_cancel__running_run__stops_between_batches_members_consistent(
+    api: Api, frozen_clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a run syncing 30 members in batches of 10, cancelled from outside after the first batch
+    monkeypatch.setattr(runner, "SYNC_BATCH", 10)
+    jid = _sync_journey(api, 30)
     run = api.trigger(jid)
     calls: list[int] = []
 
-    def cancel_after_entry() -> None:
+    def cancel_after_first_batch() -> None:
         calls.append(1)
-        if len(calls) == 3:  # 1: before exits, 2: before entry, 3: before the first tile
+        if len(calls) == 3:  # 1: before the first pass, 2: before batch 1, 3: before batch 2
             assert api.post(f"/{jid}/runs/{run['id']}/cancel").json() == {"status": "cancelled"}
 
     # When the worker executes it
-    status = runner.execute_run(api.ctx, run["id"], check=cancel_after_entry)
+    status = runner.execute_run(api.ctx, run["id"], check=cancel_after_first_batch)
 
-    # Then it stopped before moving anyone past the entry tile, and says so
+    # Then it stopped after that batch, says so, and every member stands on a consistent tile
     assert status == "cancelled"
     after = api.get(f"/{jid}/runs/{run['id']}")
-    assert (
-        after["status"] == "cancelled"
-        and after["counts"]["entered"] == 30
-        and after["counts"]["advanced"] == 0
-    )
+    assert after["status"] == "cancelled" and after["error"] == "cancelled by request"
+    assert after["counts"]["entered"] == 30 and after["counts"]["synced"] == 10
     stats = api.stats(jid)
-    assert stats["tiles"]["in"]["active"] == 30 and stats["total"]["active"] == 30
-    # And the next run carries every member on from where it stood
+    assert stats["tiles"]["send"]["active"] == 20 and stats["tiles"]["out"]["completed"] == 10
+    # And the next run carries the rest on from where they stood
     jobs.drain(api.ctx)  # the cancelled run's job: nothing to do
     nxt = api.run(jid)
-    assert nxt["counts"]["entered"] == 0 and nxt["counts"]["advanced"] == 60
-    assert api.stats(jid)["total"] == {"active": 10, "completed": 20, "exited": 0}
+    assert (
+        nxt["counts"]["entered"] == 0 and nxt["counts"]["synced"] == 20 and nxt["counts"]["completed"] == 20
+    )
+    assert api.stats(jid)["total"] == {"active": 0, "completed": 30, "exited": 0}
 
 
-def test_pause__during_a_run__run_stops_cancelled(api: Api) -> None:
-    jid = _journey(api, rows=10)
+def test_pause__during_a_run__run_stops_cancelled(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "SYNC_BATCH", 5)
+    jid = _sync_journey(api, 12)
     run = api.trigger(jid)
     calls: list[int] = []
 
@@ -196,6 +222,7 @@ def test_pause__during_a_run__run_stops_cancelled(api: Api) -> None:
 
     assert runner.execute_run(api.ctx, run["id"], check=pause_midway) == "cancelled"
     assert "paused" in api.get(f"/{jid}/runs/{run['id']}")["error"]
+    assert api.stats(jid)["tiles"]["send"]["active"] == 7
 
 
 def test_schedule__slot_fires__run_with_trigger_schedule(api: Api, frozen_clock: Any) -> None:

@@ -1,39 +1,61 @@
 """Member state in the profile data source, and the set-based statements a run is made of.
 
-Each journey has two tables beside the profiles they are joined with (so every transition is one
-statement inside the source, never a row trip through Python):
+Each journey has three tables beside the profiles they are joined with, so every transition is a
+statement inside the source and never a row trip through Python:
 
 * ``<ws prefix>jrn_<journey hex>_members`` — one row per membership (member, entry number): status,
-  the tile it stands on, when it got there, until when it waits, why it left;
-* ``<ws prefix>jrn_<journey hex>_path`` — one row per event of a membership (entered, arrived,
-  synced, completed, exited) with the run that caused it: the member's history.
+  the tile it stands on, until when it waits, why it left, when it last changed;
+* ``…_path`` — the member's history: one row per membership and step, holding the ordered events of
+  that step (``entered:tile-1 arrived:tile-2 arrived:tile-3``) — within a step every event happens at
+  the step's instant, so one row per member and step loses nothing and writes a quarter of the rows;
+* ``…_steps`` — one row per step: its run, its instant, and how many members it entered, moved,
+  removed, completed and synced (so run counts are exact, and survive a crash, by construction).
 
-A statement that moves members stamps the rows it touched with a fresh `mark`; the path rows are
-then copied from exactly those rows in the same transaction, so the history always matches the
-moves, even if profiles change between two statements. The tables carry the workspace prefix of
-Overture-managed tables, so no other workspace can model them.
+A *pass* moves every member that can move in one transaction: it builds a temporary work table with
+one SELECT that walks the DAG level by level (a CASE per level of the topological order, each level a
+fenced subquery so no engine inlines the previous level twice), then applies it with one UPDATE, one
+INSERT of new members and one INSERT of history. Tile ids are restricted to ``[A-Za-z0-9_.-]`` so the
+event lists parse unambiguously. The tables carry the workspace prefix of Overture-managed tables, so
+no other workspace can model them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from overture.data.source import DataSource, TableRef, workspace_prefix
 from overture.errors import Invalid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BUCKETS", "MemberStore", "Relation", "Step", "bucket_of", "naive_utc"]
+__all__ = [
+    "BUCKETS",
+    "EVENTS",
+    "Layout",
+    "MemberStore",
+    "Relation",
+    "Step",
+    "bucket_of",
+    "naive_utc",
+    "parse_events",
+]
 
 #: Split buckets: basis points of a percentage (two decimals), so variants split 10,000 ways.
 BUCKETS = 10_000
 ACTIVE, COMPLETED, EXITED = "active", "completed", "exited"
+EVENTS = ("entered", "arrived", "synced", "completed", "exited")
+#: PostgreSQL functions take at most 100 arguments: event lists are joined in chunks.
+_CONCAT_CHUNK = 90
 
 
 def naive_utc(value: datetime) -> datetime:
@@ -49,10 +71,17 @@ def aware(value: datetime | None) -> datetime | None:
 
 def bucket_of(journey_id: str, tile_id: str, member_id: object) -> int:
     """The Python twin of the SQL bucket: first 32 bits of md5("journey:tile:member") mod 10,000."""
-    import hashlib
-
     digest = hashlib.md5(f"{journey_id}:{tile_id}:{member_id}".encode(), usedforsecurity=False)
     return int(digest.hexdigest()[:8], 16) % BUCKETS
+
+
+def parse_events(events: str) -> list[tuple[str, str]]:
+    """``"entered:a arrived:b"`` -> ``[("entered", "a"), ("arrived", "b")]``."""
+    out: list[tuple[str, str]] = []
+    for token in events.split():
+        event, _, tile = token.partition(":")
+        out.append((event, tile))
+    return out
 
 
 @dataclass(frozen=True)
@@ -68,11 +97,32 @@ class Relation:
 
 @dataclass(frozen=True)
 class Step:
-    """One statement's identity: the run, its logical instant, and the fresh mark it stamps rows with."""
+    """One transaction's identity: its run, its logical instant, and its sequence number."""
 
     run_id: str
     now: datetime
-    mark: int
+    seq: int
+
+
+@dataclass
+class Layout:
+    """What a pass needs to know of the DAG: levels of the topological order, each tile's type and
+    successors, and the criteria/deadline of the tiles that have them."""
+
+    levels: list[list[str]]
+    types: dict[str, str]
+    #: (target, branch) per tile, in edge order.
+    outs: dict[str, list[tuple[str, str | None]]]
+    #: Compiled filter criteria (over the relation) per filter tile.
+    criteria: dict[str, sa.ColumnElement[bool]] = field(default_factory=dict)
+    #: (variant, cumulative upper bucket) per split tile.
+    splits: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    #: Wait deadline of a member arriving now, per wait tile.
+    deadlines: dict[str, datetime] = field(default_factory=dict)
+
+    def holding(self) -> list[str]:
+        """Tiles whose members a pass never moves: syncs (the outbox step moves them)."""
+        return [t for t, kind in self.types.items() if kind == "sync"]
 
 
 def _members_table(name: str) -> sa.TableClause:
@@ -82,12 +132,9 @@ def _members_table(name: str) -> sa.TableClause:
         sa.column("entry_no", sa.Integer()),
         sa.column("status", sa.String()),
         sa.column("tile_id", sa.String()),
-        sa.column("entered_at", sa.DateTime()),
-        sa.column("tile_at", sa.DateTime()),
         sa.column("wait_until", sa.DateTime()),
-        sa.column("finished_at", sa.DateTime()),
         sa.column("reason", sa.String()),
-        sa.column("mark", sa.BigInteger()),
+        sa.column("updated_at", sa.DateTime()),
     )
 
 
@@ -96,116 +143,134 @@ def _path_table(name: str) -> sa.TableClause:
         name,
         sa.column("member_id"),
         sa.column("entry_no", sa.Integer()),
-        sa.column("tile_id", sa.String()),
-        sa.column("event", sa.String()),
-        sa.column("occurred_at", sa.DateTime()),
-        sa.column("run_id", sa.String()),
-        sa.column("detail", sa.String()),
         sa.column("seq", sa.BigInteger()),
+        sa.column("events", sa.String()),
+        sa.column("detail", sa.String()),
     )
 
 
-#: Order of events written by one statement (seq = mark * 4 + this), so a path reads in order.
-_EVENT_ORDER = {"exited": 0, "entered": 0, "synced": 1, "arrived": 2, "completed": 3}
+STEP_COUNTS = ("entered", "advanced", "exited", "completed", "synced")
+
+
+def _steps_table(name: str) -> sa.TableClause:
+    return sa.table(
+        name,
+        sa.column("seq", sa.BigInteger()),
+        sa.column("run_id", sa.String()),
+        sa.column("occurred_at", sa.DateTime()),
+        *[sa.column(c, sa.BigInteger()) for c in STEP_COUNTS],
+    )
+
+
+def _work_table(name: str) -> sa.TableClause:
+    return sa.table(
+        name,
+        sa.column("member_id"),
+        sa.column("entry_no", sa.Integer()),
+        sa.column("is_new", sa.Integer()),
+        sa.column("tile_id", sa.String()),
+        sa.column("status", sa.String()),
+        sa.column("reason", sa.String()),
+        sa.column("wait_until", sa.DateTime()),
+        sa.column("moves", sa.Integer()),
+        sa.column("done", sa.Integer()),
+        sa.column("events", sa.String()),
+    )
+
+
+def _int(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    return sa.case((condition, 1), else_=0)
+
+
+def _text(value: str) -> sa.ColumnElement[str]:
+    return sa.literal(value, sa.String())
 
 
 class MemberStore:
-    """The two tables of one journey and every statement over them. Methods taking a connection run
-    inside the caller's source transaction; one step of a run is one transaction."""
+    """The tables of one journey and every statement over them. Methods taking a connection run
+    inside the caller's source transaction."""
 
     def __init__(self, source: DataSource, workspace_id: str, journey_id: str) -> None:
         self.source = source
         self.journey_id = journey_id
-        stem = f"{workspace_prefix(workspace_id)}jrn_{journey_id.replace('-', '').lower()}"
+        hex_id = journey_id.replace("-", "").lower()
+        stem = f"{workspace_prefix(workspace_id)}jrn_{hex_id}"
         self.members_name = f"{stem}_members"
         self.path_name = f"{stem}_path"
+        self.steps_name = f"{stem}_steps"
         self.members = _members_table(self.members_name)
         self.path = _path_table(self.path_name)
-        self._index_stem = f"ix_jrn_{journey_id.replace('-', '').lower()}"
+        self.steps = _steps_table(self.steps_name)
+        self._index_stem = f"ix_jrn_{hex_id}"
 
     # -- tables ------------------------------------------------------------------------------------
     def exists(self, conn: sa.Connection) -> bool:
-        return self.source.table_columns(conn, TableRef(self.path_name)) is not None
+        return self.source.table_columns(conn, TableRef(self.steps_name)) is not None
 
     def ensure(self, conn: sa.Connection, relation: Relation) -> None:
-        """Create both tables on first use. `member_id` takes the primary key's own type (CREATE TABLE
-        AS over zero rows of the model), so joins with the profiles need no casts."""
+        """Create the tables on first use. `member_id` takes the primary key's own type, so joins with
+        the profiles need no casts. (Explicit DDL, not CREATE TABLE AS over NULL constants: DuckDB
+        keeps "always NULL" statistics for such columns and then answers aggregates wrongly.)"""
         if self.exists(conn):
             return
-        ts, text, integer, big = sa.DateTime(), sa.String(), sa.Integer(), sa.BigInteger()
-        members = sa.select(
-            relation.key.label("member_id"),
-            sa.cast(sa.null(), integer).label("entry_no"),
-            sa.cast(sa.null(), text).label("status"),
-            sa.cast(sa.null(), text).label("tile_id"),
-            sa.cast(sa.null(), ts).label("entered_at"),
-            sa.cast(sa.null(), ts).label("tile_at"),
-            sa.cast(sa.null(), ts).label("wait_until"),
-            sa.cast(sa.null(), ts).label("finished_at"),
-            sa.cast(sa.null(), text).label("reason"),
-            sa.cast(sa.null(), big).label("mark"),
-        ).where(sa.false())
-        path = sa.select(
-            self.members.c.member_id,
-            self.members.c.entry_no,
-            self.members.c.tile_id,
-            sa.cast(sa.null(), text).label("event"),
-            sa.cast(sa.null(), ts).label("occurred_at"),
-            sa.cast(sa.null(), text).label("run_id"),
-            sa.cast(sa.null(), text).label("detail"),
-            sa.cast(sa.null(), big).label("seq"),
-        ).where(sa.false())
-        quote = conn.dialect.identifier_preparer.quote
-        conn.exec_driver_sql(f"CREATE TABLE {quote(self.members_name)} AS {self._literal(conn, members)}")
-        conn.exec_driver_sql(f"CREATE TABLE {quote(self.path_name)} AS {self._literal(conn, path)}")
-        if self.source.is_postgres or self.source.is_sqlite:
+        key_type = relation.key.type
+        if isinstance(key_type, sa.types.NullType):
+            key_type = sa.String()
+        metadata = sa.MetaData()
+        members = sa.Table(
+            self.members_name,
+            metadata,
+            sa.Column("member_id", key_type, nullable=False),
+            sa.Column("entry_no", sa.Integer(), nullable=False),
+            sa.Column("status", sa.String(), nullable=False),
+            sa.Column("tile_id", sa.String(), nullable=False),
+            sa.Column("wait_until", sa.DateTime()),
+            sa.Column("reason", sa.String()),
+            sa.Column("updated_at", sa.DateTime(), nullable=False),
+        )
+        path = sa.Table(
+            self.path_name,
+            metadata,
+            sa.Column("member_id", key_type, nullable=False),
+            sa.Column("entry_no", sa.Integer(), nullable=False),
+            sa.Column("seq", sa.BigInteger(), nullable=False),
+            sa.Column("events", sa.String(), nullable=False),
+            sa.Column("detail", sa.String()),
+        )
+        steps = sa.Table(
+            self.steps_name,
+            metadata,
+            sa.Column("seq", sa.BigInteger(), nullable=False),
+            sa.Column("run_id", sa.String(), nullable=False),
+            sa.Column("occurred_at", sa.DateTime(), nullable=False),
+            *[sa.Column(c, sa.BigInteger(), nullable=False) for c in STEP_COUNTS],
+        )
+        if not self.source.is_duckdb:
             # Row stores want indexes for the member lookup; the columnar default scans fast enough.
-            conn.exec_driver_sql(
-                f"CREATE INDEX {self._index_stem}_m ON {quote(self.members_name)} (member_id, entry_no)"
-            )
-            conn.exec_driver_sql(f"CREATE INDEX {self._index_stem}_p ON {quote(self.path_name)} (member_id)")
-        if self.source.is_postgres:
-            # Room on each page for the new row version a move writes (HOT updates: no index churn).
-            conn.exec_driver_sql(f"ALTER TABLE {quote(self.members_name)} SET (fillfactor = 60)")
-
-    @staticmethod
-    def _literal(conn: sa.Connection, stmt: sa.Select[Any]) -> str:
-        return str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+            sa.Index(f"{self._index_stem}_m", members.c.member_id, members.c.entry_no, unique=True)
+            sa.Index(f"{self._index_stem}_p", path.c.member_id)
+            sa.Index(f"{self._index_stem}_s", steps.c.run_id)
+        metadata.create_all(conn)
 
     def drop(self, conn: sa.Connection) -> None:
         quote = conn.dialect.identifier_preparer.quote
-        for name in (self.members_name, self.path_name):
+        for name in (self.members_name, self.path_name, self.steps_name):
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}")
 
-    # -- marks -------------------------------------------------------------------------------------
-    def max_mark(self, conn: sa.Connection) -> int:
-        value = conn.execute(sa.select(sa.func.max(self.members.c.mark))).scalar()
-        return int(value or 0)
+    def last_seq(self, conn: sa.Connection) -> int:
+        return int(conn.execute(sa.select(sa.func.max(self.steps.c.seq))).scalar() or 0)
 
-    def _record(
-        self,
-        conn: sa.Connection,
-        step: Step,
-        event: str,
-        *,
-        tile: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        """Copy the rows `step` stamped into the path as `event` (at their tile, or at `tile`)."""
-        m = self.members
-        rows = sa.select(
-            m.c.member_id,
-            m.c.entry_no,
-            m.c.tile_id if tile is None else sa.literal(tile, sa.String()),
-            sa.literal(event, sa.String()),
-            sa.literal(step.now, sa.DateTime()),
-            sa.literal(step.run_id, sa.String()),
-            sa.literal(detail, sa.String()),
-            sa.literal(step.mark * 4 + _EVENT_ORDER[event], sa.BigInteger()),
-        ).where(m.c.mark == step.mark)
-        conn.execute(sa.insert(self.path).from_select(list(self.path.c.keys()), rows))
+    def _record_step(self, conn: sa.Connection, step: Step, counts: Mapping[str, int]) -> None:
+        conn.execute(
+            sa.insert(self.steps).values(
+                seq=step.seq,
+                run_id=step.run_id,
+                occurred_at=step.now,
+                **{c: int(counts.get(c, 0)) for c in STEP_COUNTS},
+            )
+        )
 
-    # -- conditions --------------------------------------------------------------------------------
+    # -- the pass ----------------------------------------------------------------------------------
     def ready(self, tile_id: str, now: datetime) -> sa.ColumnElement[bool]:
         """Active members standing on `tile_id` that may leave it now (no wait, or the wait is over)."""
         m = self.members
@@ -219,159 +284,287 @@ class MemberStore:
         query = sa.select(sa.literal(1)).select_from(relation.rows)
         return sa.exists(query.where(relation.key == self.members.c.member_id, *criteria))
 
-    # -- phase 1: exits ----------------------------------------------------------------------------
-    def exit_removed_tiles(self, conn: sa.Connection, step: Step, tile_ids: Sequence[str]) -> int:
-        """Members standing on a tile the definition no longer has leave with reason tile_removed."""
-        m = self.members
-        return self._exit(conn, step, m.c.tile_id.not_in(list(tile_ids)), "tile_removed")
-
-    def exit_missing_profiles(self, conn: sa.Connection, step: Step, relation: Relation) -> int:
-        """Members whose profile row is gone cannot be evaluated any more: they leave (profile_missing)."""
-        return self._exit(conn, step, ~self._has_profile(relation), "profile_missing")
-
-    def exit_matching(
-        self, conn: sa.Connection, step: Step, relation: Relation, criteria: sa.ColumnElement[bool]
-    ) -> int:
-        """Members matching the exit criteria leave (status exited, reason exit_criteria)."""
-        return self._exit(conn, step, self._has_profile(relation, criteria), "exit_criteria")
-
-    def _exit(self, conn: sa.Connection, step: Step, where: sa.ColumnElement[bool], reason: str) -> int:
-        m = self.members
-        result = conn.execute(
-            sa.update(m)
-            .where(m.c.status == ACTIVE, where)
-            .values(status=EXITED, reason=reason, finished_at=step.now, wait_until=None, mark=step.mark)
-        )
-        self._record(conn, step, "exited", detail=reason)
-        return _rowcount(result)
-
-    # -- phase 2: entries --------------------------------------------------------------------------
-    def enter(
+    def exit_members(
         self,
         conn: sa.Connection,
         step: Step,
         relation: Relation,
-        *,
-        entry_tile: str,
-        criteria: sa.ColumnElement[bool] | None,
+        tile_ids: Sequence[str],
         exit_criteria: sa.ColumnElement[bool] | None,
-        reentry: str,
     ) -> int:
-        """Add every profile matching the entry criteria (and not the exit criteria) that may enter:
-        never entered before, or (reentry after_exit) not in the journey right now."""
+        """Remove, in one statement, the members that must leave: on a tile the definition no longer
+        has (tile_removed), without a profile row (profile_missing), matching the exit criteria
+        (exit_criteria). History first, from the rows about to change, in the same transaction."""
         m = self.members
-        previous = (
+        removed = m.c.tile_id.not_in(list(tile_ids))
+        missing = ~self._has_profile(relation)
+        whens: list[tuple[sa.ColumnElement[bool], str]] = [
+            (removed, "tile_removed"),
+            (missing, "profile_missing"),
+        ]
+        if exit_criteria is not None:
+            whens.append((self._has_profile(relation, exit_criteria), "exit_criteria"))
+        reason = sa.case(*whens, else_=sa.null())
+        leaving = sa.and_(m.c.status == ACTIVE, sa.or_(*(cond for cond, _ in whens)))
+        conn.execute(
+            sa.insert(self.path).from_select(
+                ["member_id", "entry_no", "seq", "events", "detail"],
+                sa.select(
+                    m.c.member_id,
+                    m.c.entry_no,
+                    sa.literal(step.seq, sa.BigInteger()),
+                    _text("exited:") + m.c.tile_id,
+                    reason,
+                ).where(leaving),
+            )
+        )
+        result = conn.execute(
+            sa.update(m)
+            .where(leaving)
+            .values(status=EXITED, reason=reason, wait_until=None, updated_at=step.now)
+        )
+        count = _rowcount(result)
+        self._record_step(conn, step, {"exited": count})
+        return count
+
+    def _movers(
+        self,
+        relation: Relation,
+        layout: Layout,
+        now: datetime,
+        entry: _Entry | None,
+    ) -> sa.CTE:
+        """Level 0: every member that can move now (standing anywhere but on a sync tile or an
+        unfinished wait), plus the new entrants, each with its filter criteria already evaluated."""
+        m = self.members
+        crit = [
+            (sa.func.coalesce(expr, sa.false())).label(f"c_{i}")
+            for i, expr in enumerate(layout.criteria.values())
+        ]
+        existing = (
             sa.select(
                 m.c.member_id.label("member_id"),
-                sa.func.max(m.c.entry_no).label("entries"),
-                sa.func.max(sa.case((m.c.status == ACTIVE, 1), else_=0)).label("inside"),
+                m.c.entry_no.label("entry_no"),
+                sa.literal(0, sa.Integer()).label("is_new"),
+                m.c.tile_id.label("t0"),
+                *crit,
             )
-            .group_by(m.c.member_id)
-            .subquery("prev")
+            .select_from(m.join(relation.rows, relation.key == m.c.member_id))
+            .where(m.c.status == ACTIVE, sa.or_(m.c.wait_until.is_(None), m.c.wait_until <= now))
         )
-        conditions: list[sa.ColumnElement[bool]] = []
-        if criteria is not None:
-            conditions.append(criteria)
-        if exit_criteria is not None:
-            conditions.append(sa.not_(exit_criteria))
-        if reentry == "after_exit":
-            conditions.append(sa.or_(previous.c.member_id.is_(None), previous.c.inside == 0))
-        else:
-            conditions.append(previous.c.member_id.is_(None))
-        rows = (
-            sa.select(
-                relation.key,
-                sa.func.coalesce(previous.c.entries, 0) + 1,
-                sa.literal(ACTIVE, sa.String()),
-                sa.literal(entry_tile, sa.String()),
-                sa.literal(step.now, sa.DateTime()),
-                sa.literal(step.now, sa.DateTime()),
-                sa.cast(sa.null(), sa.DateTime()),
-                sa.cast(sa.null(), sa.DateTime()),
-                sa.cast(sa.null(), sa.String()),
-                sa.literal(step.mark, sa.BigInteger()),
-            )
-            .select_from(relation.rows.outerjoin(previous, previous.c.member_id == relation.key))
-            .where(*conditions)
-        )
-        result = conn.execute(sa.insert(m).from_select(list(m.c.keys()), rows))
-        self._record(conn, step, "entered")
-        return _rowcount(result)
+        holding = layout.holding()
+        if holding:
+            existing = existing.where(m.c.tile_id.not_in(holding))
+        if entry is None:
+            return existing.cte("s0")
+        return sa.union_all(existing, entry.select(self, relation, crit)).cte("s0")
 
-    # -- phase 3: moves ----------------------------------------------------------------------------
-    def _leaving(
+    def walk(
         self,
+        conn: sa.Connection,
         step: Step,
-        tile_id: str,
-        relation: Relation | None,
-        extra: sa.ColumnElement[bool] | None,
-    ) -> sa.Update:
+        relation: Relation,
+        layout: Layout,
+        *,
+        entry_tile: str | None = None,
+        entry_criteria: sa.ColumnElement[bool] | None = None,
+        exit_criteria: sa.ColumnElement[bool] | None = None,
+        reentry: str = "never",
+    ) -> dict[str, int]:
+        """One pass: move every member that can move as far as it goes (to a wait not yet over, a
+        sync, or the end), admitting new entrants at `entry_tile` when given. Returns the counts."""
+        entry = _Entry(entry_tile, entry_criteria, exit_criteria, reentry) if entry_tile is not None else None
+        s = self._movers(relation, layout, step.now, entry)
+        index = {tile: i for i, tile in enumerate(layout.criteria)}
+        tiles_by_level: list[list[str]] = [
+            [t for t in level if self._moves(layout, t)] for level in layout.levels
+        ]
+        columns = ["t0"]
+        for level in tiles_by_level:
+            if not level:
+                continue
+            prev = s.c[columns[-1]]
+            whens = [(prev == tile, self._next(layout, tile, s, index)) for tile in level]
+            name = f"t{len(columns)}"
+            s = (
+                sa.select(*s.c, sa.case(*whens, else_=prev).label(name))
+                .offset(sa.literal_column("0"))  # an optimization fence: keeps each level computed once
+                .cte(f"s{len(columns)}")
+            )
+            columns.append(name)
+        final = s.c[columns[-1]]
+        t0 = s.c.t0
+        exits = [t for t, kind in layout.types.items() if kind == "exit"]
+        dead_instant = [
+            t
+            for t, kind in layout.types.items()
+            if not layout.outs[t] and kind in ("entry", "filter", "split")
+        ]
+        dead_waits = [t for t, kind in layout.types.items() if not layout.outs[t] and kind == "wait"]
+        done_conditions: list[sa.ColumnElement[bool]] = []
+        if exits or dead_instant:
+            done_conditions.append(final.in_(exits + dead_instant))
+        if dead_waits:
+            done_conditions.append(sa.and_(final.in_(dead_waits), final == t0))
+        done = _int(sa.or_(*done_conditions)) if done_conditions else sa.literal(0, sa.Integer())
+        reasons: list[tuple[sa.ColumnElement[bool], sa.ColumnElement[str]]] = []
+        if exits:
+            reasons.append((final.in_(exits), _text("exit_tile")))
+        reasons.append((done == 1, _text("end_of_path")))
+        reason = sa.case(*reasons, else_=sa.null())
+        deadlines = [(final == t, sa.literal(d, sa.DateTime())) for t, d in layout.deadlines.items()]
+        wait_until: sa.ColumnElement[Any] = (
+            sa.case((sa.or_(done == 1, final == t0), sa.null()), *deadlines, else_=sa.null())
+            if deadlines
+            else sa.cast(sa.null(), sa.DateTime())
+        )
+        moves = sum(
+            (_int(s.c[b] != s.c[a]) for a, b in itertools.pairwise(columns)),
+            start=sa.literal(0, sa.Integer()),
+        )
+        tokens: list[sa.ColumnElement[Any]] = [
+            sa.case((s.c.is_new == 1, _text("entered:") + t0), else_=sa.null())
+        ]
+        tokens += [
+            sa.case((s.c[b] != s.c[a], _text("arrived:") + s.c[b]), else_=sa.null())
+            for a, b in itertools.pairwise(columns)
+        ]
+        tokens.append(sa.case((done == 1, _text("completed:") + final), else_=sa.null()))
+        work_rows = sa.select(
+            s.c.member_id,
+            s.c.entry_no,
+            s.c.is_new,
+            final,
+            sa.case((done == 1, _text(COMPLETED)), else_=_text(ACTIVE)),
+            reason,
+            wait_until,
+            moves,
+            done,
+            _join_tokens(tokens),
+        ).where(sa.or_(s.c.is_new == 1, done == 1, final != t0))
+
+        work_name = f"jw_{uuid.uuid4().hex[:16]}"
+        work = _work_table(work_name)
+        self._create_work_table(conn, work_name, relation)
+        try:
+            conn.execute(sa.insert(work).from_select(list(work.c.keys()), work_rows))
+            totals = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.coalesce(sa.func.sum(work.c.is_new), 0),
+                    sa.func.coalesce(sa.func.sum(work.c.moves), 0),
+                    sa.func.coalesce(sa.func.sum(work.c.done), 0),
+                )
+            ).one()
+            counts = {"entered": int(totals[1]), "advanced": int(totals[2]), "completed": int(totals[3])}
+            if int(totals[0]):
+                self._apply(conn, step, work)
+            self._record_step(conn, step, counts)
+        finally:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {conn.dialect.identifier_preparer.quote(work_name)}")
+        return counts
+
+    @staticmethod
+    def _create_work_table(conn: sa.Connection, name: str, relation: Relation) -> None:
+        key_type = relation.key.type
+        if isinstance(key_type, sa.types.NullType):
+            key_type = sa.String()
+        sa.Table(
+            name,
+            sa.MetaData(),
+            sa.Column("member_id", key_type),
+            sa.Column("entry_no", sa.Integer()),
+            sa.Column("is_new", sa.Integer()),
+            sa.Column("tile_id", sa.String()),
+            sa.Column("status", sa.String()),
+            sa.Column("reason", sa.String()),
+            sa.Column("wait_until", sa.DateTime()),
+            sa.Column("moves", sa.Integer()),
+            sa.Column("done", sa.Integer()),
+            sa.Column("events", sa.String()),
+            prefixes=["TEMPORARY"],
+        ).create(conn)
+
+    def _apply(self, conn: sa.Connection, step: Step, work: sa.TableClause) -> None:
+        """Write a pass's work table: moved members updated, new members inserted, history appended."""
         m = self.members
-        stmt = sa.update(m).where(self.ready(tile_id, step.now))
-        if relation is not None:
-            stmt = stmt.where(relation.key == m.c.member_id)
-        if extra is not None:
-            stmt = stmt.where(extra)
-        return stmt
-
-    def move(
-        self,
-        conn: sa.Connection,
-        step: Step,
-        tile_id: str,
-        target: sa.ColumnElement[Any] | str,
-        wait_until: sa.ColumnElement[Any] | datetime | None,
-        *,
-        relation: Relation | None = None,
-        extra: sa.ColumnElement[bool] | None = None,
-        synced: bool = False,
-    ) -> int:
-        """Move the members ready on `tile_id` to `target` (a tile id, or an expression choosing one
-        per member), setting their wait deadline. With `relation`, the statement joins the profiles
-        (UPDATE ... FROM), so `target` may read profile columns; `extra` narrows the set (a batch)."""
-        target_expr = target if isinstance(target, sa.ColumnElement) else sa.literal(target, sa.String())
-        stmt = self._leaving(step, tile_id, relation, extra).values(
-            tile_id=target_expr, tile_at=step.now, wait_until=wait_until, mark=step.mark
+        conn.execute(
+            sa.update(m)
+            .where(m.c.member_id == work.c.member_id, m.c.entry_no == work.c.entry_no, work.c.is_new == 0)
+            .values(
+                tile_id=work.c.tile_id,
+                status=work.c.status,
+                reason=work.c.reason,
+                wait_until=work.c.wait_until,
+                updated_at=step.now,
+            )
         )
-        result = conn.execute(stmt)
-        if synced:
-            self._record(conn, step, "synced", tile=tile_id)
-        self._record(conn, step, "arrived")
-        return _rowcount(result)
-
-    def complete(
-        self,
-        conn: sa.Connection,
-        step: Step,
-        tile_id: str,
-        reason: str,
-        *,
-        relation: Relation | None = None,
-        extra: sa.ColumnElement[bool] | None = None,
-        synced: bool = False,
-    ) -> int:
-        """The members ready on `tile_id` finish the journey there (status completed)."""
-        stmt = self._leaving(step, tile_id, relation, extra).values(
-            status=COMPLETED, reason=reason, finished_at=step.now, wait_until=None, mark=step.mark
+        conn.execute(
+            sa.insert(m).from_select(
+                list(m.c.keys()),
+                sa.select(
+                    work.c.member_id,
+                    work.c.entry_no,
+                    work.c.status,
+                    work.c.tile_id,
+                    work.c.wait_until,
+                    work.c.reason,
+                    sa.literal(step.now, sa.DateTime()),
+                ).where(work.c.is_new == 1),
+            )
         )
-        result = conn.execute(stmt)
-        if synced:
-            self._record(conn, step, "synced", tile=tile_id)
-        self._record(conn, step, "completed", detail=reason)
-        return _rowcount(result)
+        conn.execute(
+            sa.insert(self.path).from_select(
+                ["member_id", "entry_no", "seq", "events", "detail"],
+                sa.select(
+                    work.c.member_id,
+                    work.c.entry_no,
+                    sa.literal(step.seq, sa.BigInteger()),
+                    work.c.events,
+                    work.c.reason,
+                ),
+            )
+        )
 
-    def bucket(self, tile_id: str) -> sa.ColumnElement[int]:
+    @staticmethod
+    def _moves(layout: Layout, tile: str) -> bool:
+        """Whether members on `tile` can leave it during a pass (syncs, exits, dead ends cannot)."""
+        kind = layout.types[tile]
+        return kind in ("entry", "filter", "split", "wait") and bool(layout.outs[tile])
+
+    def _next(self, layout: Layout, tile: str, s: sa.CTE, index: Mapping[str, int]) -> sa.ColumnElement[Any]:
+        """Where a member on `tile` goes next in this pass."""
+        kind = layout.types[tile]
+        outs = layout.outs[tile]
+        if kind == "filter":
+            by_branch = {branch: target for target, branch in outs}
+            return sa.case(
+                (s.c[f"c_{index[tile]}"], _text(by_branch["match"])), else_=_text(by_branch["no_match"])
+            )
+        if kind == "split":
+            by_branch = {branch: target for target, branch in outs}
+            bucket = self.bucket(s.c.member_id, tile)
+            variants = layout.splits[tile]
+            whens = [(bucket < upper, _text(by_branch[name])) for name, upper in variants[:-1]]
+            last = _text(by_branch[variants[-1][0]])
+            return sa.case(*whens, else_=last) if whens else last
+        if kind == "wait":
+            # Only a member that started the pass here (its wait is over) goes on; one that arrived
+            # during the pass starts waiting.
+            return sa.case((s.c.t0 == tile, _text(outs[0][0])), else_=_text(tile))
+        return _text(outs[0][0])
+
+    def bucket(self, member: sa.ColumnElement[Any], tile_id: str) -> sa.ColumnElement[int]:
         """A member's split bucket in [0, 10000), computed inside the source from md5 of
         "journey:tile:member" (first 32 bits), identical on DuckDB and PostgreSQL and to `bucket_of`."""
-        m = self.members
-        key = sa.literal(f"{self.journey_id}:{tile_id}:", sa.String()) + sa.cast(m.c.member_id, sa.String())
+        key = _text(f"{self.journey_id}:{tile_id}:") + sa.cast(member, sa.String())
         head = sa.func.substr(sa.func.md5(key), 1, 8)
         if self.source.is_postgres:
             number: sa.ColumnElement[Any] = sa.cast(
-                sa.cast(sa.literal("x", sa.String()) + head, sa.dialects.postgresql.BIT(32)), sa.BigInteger()
+                sa.cast(_text("x") + head, postgresql.BIT(32)), sa.BigInteger()
             )
         elif self.source.is_duckdb:
-            number = sa.cast(sa.literal("0x", sa.String()) + head, sa.BigInteger())
+            number = sa.cast(_text("0x") + head, sa.BigInteger())
         else:
             raise Invalid(
                 f"split tiles need a DuckDB or PostgreSQL data source (this one is {self.source.dialect})"
@@ -379,63 +572,97 @@ class MemberStore:
         return number % BUCKETS
 
     # -- sync batches ------------------------------------------------------------------------------
-    def ready_batches(
-        self,
-        conn: sa.Connection,
-        relation: Relation,
-        tile_id: str,
-        columns: Sequence[str],
-        *,
-        now: datetime,
-        size: int,
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Members ready on `tile_id` with the profile columns a sync maps, in member order, `size` at
-        a time (keyset pagination: each batch starts after the last member of the previous one)."""
+    def sync_batch(
+        self, conn: sa.Connection, relation: Relation, tile_id: str, columns: Sequence[str], *, size: int
+    ) -> list[dict[str, Any]]:
+        """The first `size` members (in member order) standing on sync tile `tile_id`, with the
+        profile columns the sync maps."""
         m = self.members
         selected = [m.c.member_id.label("__member_id"), m.c.entry_no.label("__entry_no")]
         selected += [relation.column(c).label(f"f_{i}") for i, c in enumerate(columns)]
-        last: Any = None
-        while True:
-            query = (
-                sa.select(*selected)
-                .select_from(m.join(relation.rows, relation.key == m.c.member_id))
-                .where(self.ready(tile_id, now))
-                .order_by(m.c.member_id)
-                .limit(size)
-            )
-            if last is not None:
-                query = query.where(m.c.member_id > last)
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-            if not rows:
-                return
-            yield rows
-            last = rows[-1]["__member_id"]
-            if len(rows) < size:
-                return
+        query = (
+            sa.select(*selected)
+            .select_from(m.join(relation.rows, relation.key == m.c.member_id))
+            .where(m.c.status == ACTIVE, m.c.tile_id == tile_id)
+            .order_by(m.c.member_id)
+            .limit(size)
+        )
+        return [dict(r._mapping) for r in conn.execute(query)]
 
-    def in_range(self, low: Any, high: Any) -> sa.ColumnElement[bool]:
+    def pass_sync(
+        self,
+        conn: sa.Connection,
+        step: Step,
+        relation: Relation,
+        tile_id: str,
+        low: Any,
+        high: Any,
+        target: str | None,
+        *,
+        target_is_exit: bool = False,
+        deadline: datetime | None = None,
+    ) -> int:
+        """Members of a synced batch (members `low`..`high` on `tile_id`, whose messages are
+        committed) move to `target` (completing there if it is an exit tile), or complete on the
+        sync tile itself when it has no way out."""
         m = self.members
-        return sa.and_(m.c.member_id >= low, m.c.member_id <= high)
+        batch = sa.and_(
+            m.c.status == ACTIVE,
+            m.c.tile_id == tile_id,
+            m.c.member_id >= low,
+            m.c.member_id <= high,
+            self._has_profile(relation),
+        )
+        events = [f"synced:{tile_id}"]
+        values: dict[str, Any]
+        if target is None:
+            events.append(f"completed:{tile_id}")
+            reason: str | None = "end_of_path"
+            values = {"status": COMPLETED, "reason": reason, "wait_until": None}
+        elif target_is_exit:
+            events += [f"arrived:{target}", f"completed:{target}"]
+            reason = "exit_tile"
+            values = {"tile_id": target, "status": COMPLETED, "reason": reason, "wait_until": None}
+        else:
+            events.append(f"arrived:{target}")
+            reason = None
+            values = {"tile_id": target, "wait_until": deadline}
+        conn.execute(
+            sa.insert(self.path).from_select(
+                ["member_id", "entry_no", "seq", "events", "detail"],
+                sa.select(
+                    m.c.member_id,
+                    m.c.entry_no,
+                    sa.literal(step.seq, sa.BigInteger()),
+                    _text(" ".join(events)),
+                    sa.literal(reason, sa.String()),
+                ).where(batch),
+            )
+        )
+        count = _rowcount(conn.execute(sa.update(m).where(batch).values(updated_at=step.now, **values)))
+        completed = count if values.get("status") == COMPLETED else 0
+        advanced = count if target is not None else 0
+        self._record_step(conn, step, {"synced": count, "advanced": advanced, "completed": completed})
+        return count
 
     # -- reads -------------------------------------------------------------------------------------
     def run_counts(self, conn: sa.Connection, run_id: str) -> dict[str, int]:
-        p = self.path
-        rows = conn.execute(
-            sa.select(p.c.event, sa.func.count()).where(p.c.run_id == run_id).group_by(p.c.event)
-        ).all()
-        return {str(event): int(n) for event, n in rows}
+        st = self.steps
+        row = conn.execute(
+            sa.select(*[sa.func.coalesce(sa.func.sum(st.c[c]), 0) for c in STEP_COUNTS]).where(
+                st.c.run_id == run_id
+            )
+        ).one()
+        return {c: int(v) for c, v in zip(STEP_COUNTS, row, strict=True)}
 
     def active_count(self, conn: sa.Connection) -> int:
         m = self.members
         return int(conn.execute(sa.select(sa.func.count()).where(m.c.status == ACTIVE)).scalar() or 0)
 
-    def ready_count(self, conn: sa.Connection, tile_id: str, now: datetime) -> int:
-        return int(
-            conn.execute(
-                sa.select(sa.func.count()).select_from(self.members).where(self.ready(tile_id, now))
-            ).scalar()
-            or 0
-        )
+    def waiting_on(self, conn: sa.Connection, tile_id: str) -> int:
+        m = self.members
+        query = sa.select(sa.func.count()).where(m.c.status == ACTIVE, m.c.tile_id == tile_id)
+        return int(conn.execute(query).scalar() or 0)
 
     def stats(self, conn: sa.Connection) -> list[tuple[str, str, int]]:
         m = self.members
@@ -447,7 +674,8 @@ class MemberStore:
     def member(
         self, conn: sa.Connection, member_id: Any
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        m, p = self.members, self.path
+        """Memberships of one member (oldest first) and its history rows joined with their steps."""
+        m, p, st = self.members, self.path, self.steps
         memberships = [
             dict(r._mapping)
             for r in conn.execute(sa.select(m).where(m.c.member_id == member_id).order_by(m.c.entry_no))
@@ -455,19 +683,82 @@ class MemberStore:
         path = [
             dict(r._mapping)
             for r in conn.execute(
-                sa.select(p).where(p.c.member_id == member_id).order_by(p.c.entry_no, p.c.seq)
+                sa.select(p.c.entry_no, p.c.events, p.c.detail, st.c.run_id, st.c.occurred_at, p.c.seq)
+                .select_from(p.join(st, st.c.seq == p.c.seq))
+                .where(p.c.member_id == member_id)
+                .order_by(p.c.seq, p.c.entry_no)
             )
         ]
         return memberships, path
 
-    def member_id_type(self, conn: sa.Connection) -> str:
-        columns = self.source.table_columns(conn, TableRef(self.members_name)) or []
-        for column in columns:
+    def member_id_kind(self, conn: sa.Connection) -> str:
+        for column in self.source.table_columns(conn, TableRef(self.members_name)) or []:
             if column.name == "member_id":
                 return column.kind
         return "string"
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """Who enters in a pass: profiles matching the entry criteria and not the exit criteria, never
+    entered before, or (reentry after_exit) not in the journey right now."""
+
+    tile: str
+    criteria: sa.ColumnElement[bool] | None
+    exit_criteria: sa.ColumnElement[bool] | None
+    reentry: str
+
+    def select(
+        self, store: MemberStore, relation: Relation, crit: Sequence[sa.ColumnElement[Any]]
+    ) -> sa.Select[Any]:
+        m = store.members
+        previous = (
+            sa.select(
+                m.c.member_id.label("member_id"),
+                sa.func.max(m.c.entry_no).label("entries"),
+                sa.func.max(_int(m.c.status == ACTIVE)).label("inside"),
+            )
+            .group_by(m.c.member_id)
+            .subquery("prev")
+        )
+        conditions: list[sa.ColumnElement[bool]] = []
+        if self.criteria is not None:
+            conditions.append(self.criteria)
+        if self.exit_criteria is not None:
+            conditions.append(sa.not_(self.exit_criteria))
+        if self.reentry == "after_exit":
+            conditions.append(sa.or_(previous.c.member_id.is_(None), previous.c.inside == 0))
+        else:
+            conditions.append(previous.c.member_id.is_(None))
+        return (
+            sa.select(
+                relation.key,
+                sa.func.coalesce(previous.c.entries, 0) + 1,
+                sa.literal(1, sa.Integer()),
+                _text(self.tile),
+                *crit,
+            )
+            .select_from(relation.rows.outerjoin(previous, previous.c.member_id == relation.key))
+            .where(*conditions)
+        )
+
+
+def _join_tokens(tokens: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[str]:
+    """concat_ws(' ', ...) skipping NULLs; nested in chunks below PostgreSQL's 100-argument limit."""
+    if len(tokens) <= _CONCAT_CHUNK:
+        return sa.func.concat_ws(" ", *tokens)
+    chunks = [
+        sa.func.nullif(sa.func.concat_ws(" ", *tokens[i : i + _CONCAT_CHUNK]), "")
+        for i in range(0, len(tokens), _CONCAT_CHUNK)
+    ]
+    return _join_tokens(chunks)
+
+
 def _rowcount(result: sa.CursorResult[Any]) -> int:
     count = result.rowcount
     return int(count) if count is not None and count >= 0 else 0
+
+
+def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -44,7 +44,7 @@ from overture.delivery.service import get_destination
 from overture.errors import Invalid, NotFound, OvertureError
 from overture.journeys import service, validation
 from overture.journeys.lifecycle import RUNNABLE, UNFINISHED_RUN, JourneyStatus, RunStatus
-from overture.journeys.members import MemberStore, Relation, Step, naive_utc
+from overture.journeys.members import Layout, MemberStore, Relation, Step, naive_utc
 from overture.journeys.models import Journey, JourneyRun
 from overture.runtime import outbox
 
@@ -86,8 +86,7 @@ class Compiled:
     relation: Relation
     entry: sa.ColumnElement[bool] | None
     exit: sa.ColumnElement[bool] | None
-    filters: dict[str, sa.ColumnElement[bool]] = field(default_factory=dict)
-    sql_model: Any = None
+    layout: Layout
 
 
 Check = Callable[[], None]
@@ -187,13 +186,13 @@ class _Execution:
         self.source = get_source(ctx)
         self.store = MemberStore(self.source, plan.workspace_id, plan.journey_id)
         self.failed = 0
-        self._marks: itertools.count[int] | None = None
+        self._seq: itertools.count[int] | None = None
 
     # -- plumbing ----------------------------------------------------------------------------------
     def step(self) -> Step:
-        """A fresh statement identity: a mark no earlier statement on these tables used."""
-        assert self._marks is not None
-        return Step(self.run_id, self.now, next(self._marks))
+        """A fresh step identity: a sequence number no earlier step of this journey used."""
+        assert self._seq is not None
+        return Step(self.run_id, self.now, next(self._seq))
 
     def between_steps(self, step: str) -> None:
         """Stop here if the run was cancelled, the journey paused or deleted, or the job lost."""
@@ -218,15 +217,33 @@ class _Execution:
         compiled = self.compile()
         with self.source.begin() as conn:
             self.store.ensure(conn, compiled.relation)
-            self._marks = itertools.count(self.store.max_mark(conn) + 1)
-        self.between_steps("exit")
-        self.exits(compiled)
-        if self.plan.admits:
-            self.between_steps("entry")
-            self.enter(compiled)
-        for tile_id in self.plan.order:
-            self.between_steps(f"tile:{tile_id}")
-            self.process(tile_id, compiled)
+            self._seq = itertools.count(self.store.last_seq(conn) + 1)
+        self.between_steps("pass")
+        try:
+            with self.source.begin() as conn:
+                self.store.exit_members(
+                    conn, self.step(), compiled.relation, list(self.plan.tiles), compiled.exit
+                )
+                self.store.walk(
+                    conn,
+                    self.step(),
+                    compiled.relation,
+                    compiled.layout,
+                    entry_tile=self.plan.entry_tile if self.plan.admits else None,
+                    entry_criteria=compiled.entry,
+                    exit_criteria=compiled.exit,
+                    reentry=self.plan.reentry,
+                )
+            # Members reaching a sync tile wait there for their messages; once synced they move on,
+            # and another pass carries them as far as they go (a sync per round at most per path).
+            while self.sync_all(compiled):
+                self.between_steps("pass")
+                with self.source.begin() as conn:
+                    self.store.walk(conn, self.step(), compiled.relation, compiled.layout)
+        except OvertureError:
+            if not self.failed:
+                self.failed = self._active_count()
+            raise
 
     def validate_plan(self) -> None:
         tiles = list(self.plan.tiles.values())
@@ -255,17 +272,31 @@ class _Execution:
                         get_destination(session, destination_id)
                     except NotFound:
                         raise NeedsHuman(f"tile '{tile_id}' sends to unknown destination '{destination_id}'")
-        compiled = Compiled(
+        layout = Layout(
+            levels=_levels(self.plan.order, self.plan.out),
+            types={t: str(tile.get("type")) for t, tile in self.plan.tiles.items()},
+            outs=self.plan.out,
+        )
+        for tile_id, tile in self.plan.tiles.items():
+            config = tile.get("config") or {}
+            kind = tile.get("type")
+            if kind == "filter":
+                criteria = self._criteria(config.get("criteria"), sql_model, f"tile '{tile_id}' criteria")
+                layout.criteria[tile_id] = criteria if criteria is not None else sa.true()
+            elif kind == "split":
+                uppers, total = [], 0
+                for name, points in validation.split_variants(config):
+                    total += points
+                    uppers.append((name, total))
+                layout.splits[tile_id] = uppers
+            elif kind == "wait":
+                layout.deadlines[tile_id] = self.wait_deadline(config)
+        return Compiled(
             relation=relation,
             entry=self._criteria(self.plan.entry_criteria, sql_model, "entry_criteria"),
             exit=self._criteria(self.plan.exit_criteria, sql_model, "exit_criteria"),
-            sql_model=sql_model,
+            layout=layout,
         )
-        for tile_id, tile in self.plan.tiles.items():
-            if tile.get("type") == "filter":
-                criteria = self._criteria((tile.get("config") or {}).get("criteria"), sql_model, tile_id)
-                compiled.filters[tile_id] = criteria if criteria is not None else sa.true()
-        return compiled
 
     def _criteria(self, raw: Any, sql_model: Any, where: str) -> sa.ColumnElement[bool] | None:
         """None for an empty tree (no condition). Relative times anchor at the run's instant."""
@@ -276,110 +307,31 @@ class _Execution:
         except FilterError as exc:
             raise NeedsHuman(f"{where} no longer fits the parent model: {exc}")
 
-    def exits(self, compiled: Compiled) -> None:
-        with self.source.begin() as conn:
-            self.store.exit_removed_tiles(conn, self.step(), list(self.plan.tiles))
-        with self.source.begin() as conn:
-            self.store.exit_missing_profiles(conn, self.step(), compiled.relation)
-        if compiled.exit is not None:
-            with self.source.begin() as conn:
-                self.store.exit_matching(conn, self.step(), compiled.relation, compiled.exit)
-
-    def enter(self, compiled: Compiled) -> None:
-        with self.source.begin() as conn:
-            self.store.enter(
-                conn,
-                self.step(),
-                compiled.relation,
-                entry_tile=self.plan.entry_tile,
-                criteria=compiled.entry,
-                exit_criteria=compiled.exit,
-                reentry=self.plan.reentry,
-            )
-
-    # -- one tile ----------------------------------------------------------------------------------
-    def wait_deadline(self, tile_id: str) -> datetime | None:
-        """When a member arriving now on `tile_id` may leave it (None unless it is a wait)."""
-        tile = self.plan.tiles[tile_id]
-        if tile.get("type") != "wait":
-            return None
-        config = tile.get("config") or {}
+    def wait_deadline(self, config: Mapping[str, Any]) -> datetime:
+        """When a member arriving now on a wait tile with `config` may leave it."""
         delay = validation.wait_delay(config)
         if delay is not None:
             return self.now + delay
         local = next_local_time(self.aware_now, str(config["until"]), str(config.get("timezone", "UTC")))
         return naive_utc(local)
 
-    def _deadline_expr(self, choices: Sequence[tuple[sa.ColumnElement[bool] | None, str]]) -> Any:
-        """Wait deadline per chosen target, as a CASE over the same conditions (NULL when no wait)."""
-        deadlines = [(cond, self.wait_deadline(target)) for cond, target in choices]
-        if all(d is None for _, d in deadlines):
-            return None
-        if len(deadlines) == 1:
-            return deadlines[0][1]
-        whens = [(cond, sa.literal(d, sa.DateTime())) for cond, d in deadlines[:-1] if cond is not None]
-        last = deadlines[-1][1]
-        return sa.case(*whens, else_=sa.literal(last, sa.DateTime()) if last is not None else sa.null())
-
-    @staticmethod
-    def _target_expr(choices: Sequence[tuple[sa.ColumnElement[bool] | None, str]]) -> Any:
-        if len(choices) == 1:
-            return choices[0][1]
-        whens = [(cond, sa.literal(target, sa.String())) for cond, target in choices[:-1] if cond is not None]
-        return sa.case(*whens, else_=sa.literal(choices[-1][1], sa.String()))
-
-    def process(self, tile_id: str, compiled: Compiled) -> None:
-        tile = self.plan.tiles[tile_id]
-        kind = tile.get("type")
-        outs = self.plan.out[tile_id]
-        try:
-            if kind == "sync":
-                self.sync(tile_id, tile, compiled)
-                return
-            with self.source.begin() as conn:
-                if kind == "exit":
-                    self.store.complete(conn, self.step(), tile_id, "exit_tile")
-                elif not outs:
-                    self.store.complete(conn, self.step(), tile_id, "end_of_path")
-                elif kind == "filter":
-                    by_branch = {branch: target for target, branch in outs}
-                    choices = [(compiled.filters[tile_id], by_branch["match"]), (None, by_branch["no_match"])]
-                    self.store.move(
-                        conn,
-                        self.step(),
-                        tile_id,
-                        self._target_expr(choices),
-                        self._deadline_expr(choices),
-                        relation=compiled.relation,
-                    )
-                elif kind == "split":
-                    by_branch = {branch: target for target, branch in outs}
-                    bucket = self.store.bucket(tile_id)
-                    choices = []
-                    upper = 0
-                    for name, points in validation.split_variants(tile.get("config") or {}):
-                        upper += points
-                        choices.append((bucket < upper, by_branch[name]))
-                    choices[-1] = (None, choices[-1][1])
-                    self.store.move(
-                        conn, self.step(), tile_id, self._target_expr(choices), self._deadline_expr(choices)
-                    )
-                else:  # entry, wait: one way on
-                    target = outs[0][0]
-                    self.store.move(conn, self.step(), tile_id, target, self.wait_deadline(target))
-        except OvertureError:
-            self.failed = self._ready_count(tile_id)
-            raise
-
-    def _ready_count(self, tile_id: str) -> int:
+    def _active_count(self) -> int:
         try:
             with self.source.connect() as conn:
-                return self.store.ready_count(conn, tile_id, self.now)
+                return self.store.active_count(conn) if self.store.exists(conn) else 0
         except Exception:  # counting is best effort on a source that just failed
             return 0
 
     # -- sync: outbox first, then advance ----------------------------------------------------------
-    def sync(self, tile_id: str, tile: Mapping[str, Any], compiled: Compiled) -> None:
+    def sync_all(self, compiled: Compiled) -> bool:
+        """Sync every member standing on a sync tile, tile by tile in DAG order. True if any moved."""
+        synced = False
+        for tile_id in self.plan.order:
+            if self.plan.tiles[tile_id].get("type") == "sync":
+                synced |= self.sync(tile_id, self.plan.tiles[tile_id], compiled)
+        return synced
+
+    def sync(self, tile_id: str, tile: Mapping[str, Any], compiled: Compiled) -> bool:
         config = tile.get("config") or {}
         destination_id = str(config["destination_id"])
         mapping = [(str(m["from"]), str(m["to"])) for m in config["field_mapping"]]
@@ -387,62 +339,72 @@ class _Execution:
         position = {name: i for i, name in enumerate(columns)}
         outs = self.plan.out[tile_id]
         target = outs[0][0] if outs else None
-        deadline = self.wait_deadline(target) if target is not None else None
-        first_batch = True
-        while True:
-            if not first_batch:
-                self.between_steps(f"tile:{tile_id}")
-            first_batch = False
-            with self.source.connect() as conn:
-                batch = next(
-                    self.store.ready_batches(
-                        conn, compiled.relation, tile_id, columns, now=self.now, size=SYNC_BATCH
-                    ),
-                    [],
-                )
-            if not batch:
-                return
-            items = [
-                outbox.OutboxItem(
-                    workspace_id=self.plan.workspace_id,
-                    destination_id=destination_id,
-                    idempotency_key=outbox.idempotency_key(
-                        "journey", self.plan.journey_id, tile_id, row["__member_id"], row["__entry_no"]
-                    ),
-                    payload={to: _jsonable(row[f"f_{position[source]}"]) for source, to in mapping},
-                    source_kind="journey_run",
-                    source_id=self.run_id,
-                )
-                for row in batch
-            ]
-            with self.ctx.transaction(workspace_id=self.plan.workspace_id) as session:
-                outbox.enqueue(session, items)
-            # Only now, with the messages committed, do the members move past the sync tile.
-            in_batch = self.store.in_range(batch[0]["__member_id"], batch[-1]["__member_id"])
-            with self.source.begin() as conn:
-                if target is None:
-                    self.store.complete(
-                        conn,
-                        self.step(),
-                        tile_id,
-                        "end_of_path",
-                        relation=compiled.relation,
-                        extra=in_batch,
-                        synced=True,
+        deadline = None
+        if target is not None and self.plan.tiles[target].get("type") == "wait":
+            deadline = self.wait_deadline(self.plan.tiles[target].get("config") or {})
+        moved = False
+        try:
+            while True:
+                self.between_steps(f"sync:{tile_id}")
+                with self.source.connect() as conn:
+                    batch = self.store.sync_batch(conn, compiled.relation, tile_id, columns, size=SYNC_BATCH)
+                if not batch:
+                    return moved
+                items = [
+                    outbox.OutboxItem(
+                        workspace_id=self.plan.workspace_id,
+                        destination_id=destination_id,
+                        idempotency_key=outbox.idempotency_key(
+                            "journey", self.plan.journey_id, tile_id, row["__member_id"], row["__entry_no"]
+                        ),
+                        payload={to: _jsonable(row[f"f_{position[source]}"]) for source, to in mapping},
+                        source_kind="journey_run",
+                        source_id=self.run_id,
                     )
-                else:
-                    self.store.move(
+                    for row in batch
+                ]
+                with self.ctx.transaction(workspace_id=self.plan.workspace_id) as session:
+                    outbox.enqueue(session, items)
+                # Only now, with the messages committed, do the members move past the sync tile.
+                with self.source.begin() as conn:
+                    self.store.pass_sync(
                         conn,
                         self.step(),
+                        compiled.relation,
                         tile_id,
+                        batch[0]["__member_id"],
+                        batch[-1]["__member_id"],
                         target,
-                        deadline,
-                        relation=compiled.relation,
-                        extra=in_batch,
-                        synced=True,
+                        target_is_exit=target is not None and self.plan.tiles[target].get("type") == "exit",
+                        deadline=deadline,
                     )
-            if len(batch) < SYNC_BATCH:
-                return
+                moved = True
+                if len(batch) < SYNC_BATCH:
+                    return moved
+        except OvertureError:
+            self.failed = self._waiting_on(tile_id)
+            raise
+
+    def _waiting_on(self, tile_id: str) -> int:
+        try:
+            with self.source.connect() as conn:
+                return self.store.waiting_on(conn, tile_id)
+        except Exception:  # best effort
+            return 0
+
+
+def _levels(order: Sequence[str], out: Mapping[str, Sequence[tuple[str, str | None]]]) -> list[list[str]]:
+    """Tiles grouped by longest distance from a source: no edge joins two tiles of one level, so a
+    pass moves members one level at a time with one CASE per level."""
+    level: dict[str, int] = dict.fromkeys(order, 0)
+    for tile in order:
+        for target, _ in out.get(tile, ()):
+            if target in level:
+                level[target] = max(level[target], level[tile] + 1)
+    grouped: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for tile in order:
+        grouped[level[tile]].append(tile)
+    return grouped
 
 
 def _jsonable(value: Any) -> Any:
@@ -469,14 +431,14 @@ def _jsonable(value: Any) -> Any:
 # -- outcomes --------------------------------------------------------------------------------------
 def _final_counts(ctx: AppContext, run_id: str, plan_or_none: Plan | None, failed: int) -> dict[str, int]:
     if plan_or_none is None:
-        return service.counts_from_events({}, failed)
+        return service.run_counts({}, failed)
     store = MemberStore(get_source(ctx), plan_or_none.workspace_id, plan_or_none.journey_id)
     try:
         with store.source.connect() as conn:
             events = store.run_counts(conn, run_id) if store.exists(conn) else {}
     except OvertureError:
         events = {}
-    return service.counts_from_events(events, failed)
+    return service.run_counts(events, failed)
 
 
 def _plan_of(ctx: AppContext, run_id: str) -> Plan | None:

@@ -34,7 +34,7 @@ from overture.journeys.lifecycle import (
     target_of,
     transition,
 )
-from overture.journeys.members import MemberStore, aware
+from overture.journeys.members import STEP_COUNTS, MemberStore, aware, parse_events
 from overture.journeys.models import Journey, JourneyRun
 from overture.journeys.schemas import (
     JourneyCreate,
@@ -469,36 +469,43 @@ def member_path(ctx: AppContext, session: Session, journey_id: str, member_id: s
         if not store.exists(conn):
             raise NotFound("member not found in this journey")
         key: Any = member_id
-        if store.member_id_type(conn) == "integer":
+        if store.member_id_kind(conn) == "integer":
             try:
                 key = int(member_id)
             except ValueError:
                 raise NotFound("member not found in this journey")
-        memberships, path = store.member(conn, key)
+        memberships, rows = store.member(conn, key)
     if not memberships:
         raise NotFound("member not found in this journey")
     latest = memberships[-1]
+    path: list[PathStep] = []
+    for row in rows:
+        events = parse_events(row["events"] or "")
+        for event, tile in events:
+            path.append(
+                PathStep(
+                    entry_number=int(row["entry_no"]),
+                    tile_id=tile,
+                    event=event,
+                    at=_aware(row["occurred_at"]),
+                    run_id=row["run_id"],
+                    # The step's reason belongs to how it ended (exited / completed).
+                    detail=row["detail"] if event in ("exited", "completed") else None,
+                )
+            )
+    mine = [step for step in path if step.entry_number == int(latest["entry_no"])]
+    arrivals = [step.at for step in mine if step.event in ("entered", "arrived")]
     return MemberRead(
         member_id=str(latest["member_id"]),
         status=latest["status"],
         tile_id=latest["tile_id"],
         entry_number=int(latest["entry_no"]),
-        entered_at=_aware(latest["entered_at"]),
-        tile_entered_at=_aware(latest["tile_at"]),
+        entered_at=arrivals[0] if arrivals else _aware(latest["updated_at"]),
+        tile_entered_at=arrivals[-1] if arrivals else _aware(latest["updated_at"]),
         wait_until=aware(latest["wait_until"]),
-        finished_at=aware(latest["finished_at"]),
+        finished_at=None if latest["status"] == "active" else _aware(latest["updated_at"]),
         reason=latest["reason"],
-        path=[
-            PathStep(
-                entry_number=int(step["entry_no"]),
-                tile_id=step["tile_id"],
-                event=step["event"],
-                at=_aware(step["occurred_at"]),
-                run_id=step["run_id"],
-                detail=step["detail"],
-            )
-            for step in path
-        ],
+        path=path,
     )
 
 
@@ -508,13 +515,7 @@ def _aware(value: datetime) -> datetime:
     return result
 
 
-def counts_from_events(events: Mapping[str, int], failed: int = 0) -> dict[str, int]:
-    """Run counts from the path events the run wrote (exact, and right after a resumed attempt)."""
-    return RunCounts(
-        entered=events.get("entered", 0),
-        advanced=events.get("arrived", 0),
-        exited=events.get("exited", 0),
-        completed=events.get("completed", 0),
-        synced=events.get("synced", 0),
-        failed=failed,
-    ).model_dump()
+def run_counts(steps: Mapping[str, int], failed: int = 0) -> dict[str, int]:
+    """A run's counts from the step rows it wrote in the data source (exact: each step row commits
+    with the moves it counts, also across a crash and a resumed attempt)."""
+    return RunCounts(**{k: int(steps.get(k, 0)) for k in STEP_COUNTS}, failed=failed).model_dump()
