@@ -78,8 +78,8 @@ class Receiver:
                 writer.write(b"".join(out))
                 if method == b"GET":
                     await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # client went away, or the server is shutting down
         finally:
             writer.close()
 

@@ -143,6 +143,29 @@ def test_dispatch__retry_after__honoured_and_destination_paused(
     assert {r.status for r in _rows(ctx, keys).values()} == {OutboxStatus.SENT}
 
 
+@pytest.mark.parametrize(
+    ("error", "flagged"),
+    [
+        ("timeout: ReadTimeout", True),
+        ("network error: RemoteProtocolError: Server disconnected without sending a response.", True),
+        ("timeout: ConnectTimeout", False),
+        ("network error: ConnectError: [Errno 111] Connection refused", False),
+        ("HTTP 503: busy", False),
+    ],
+)
+def test_dispatch__response_lost__resend_flagged_possible_duplicate(
+    ctx: AppContext, frozen_clock: FrozenClock, workspace: WorkspaceFixture, error: str, flagged: bool
+) -> None:
+    sender = FakeSender()
+    [key] = _owe(ctx, workspace.id, _destination(ctx, workspace.id), 1)
+    sender.script[key] = [Outcome.retry(key, error)]
+    dispatch_once(ctx, sender=sender)
+    frozen_clock.advance(minutes=1)
+    dispatch_once(ctx, sender=sender)
+    assert [m.possible_duplicate for m in sender.seen] == [False, flagged]
+    assert _rows(ctx, [key])[key].status == OutboxStatus.SENT
+
+
 def test_dispatch__retries_exhausted__failed_with_error(
     ctx: AppContext, frozen_clock: FrozenClock, workspace: WorkspaceFixture
 ) -> None:

@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -310,6 +311,20 @@ def _error(text: str | None) -> str:
     return (text or "unknown error")[:MAX_ERROR_CHARS]
 
 
+#: Transport failures after which the receiver may have accepted the request: the request was
+#: sent but its response never arrived. Failures to connect are not among them.
+_AMBIGUOUS_PREFIXES = ("timeout:", "network error:", "unexpected error:")
+_NOT_SENT_MARKERS = ("ConnectError", "ConnectTimeout")
+
+
+def _maybe_delivered(outcome: Outcome) -> bool:
+    """True for a retry whose request may have reached the receiver (timeout or connection lost
+    after sending): its resend is flagged possible_duplicate like a resend after a crash. A retry
+    with an HTTP status (the receiver answered and refused) is not."""
+    error = outcome.error or ""
+    return error.startswith(_AMBIGUOUS_PREFIXES) and not any(m in error for m in _NOT_SENT_MARKERS)
+
+
 def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outcome]) -> None:
     """Write each message's outcome, fenced by its attempt number, in one transaction."""
     now = ctx.clock.now()
@@ -317,11 +332,14 @@ def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outco
     retry: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     pause_until: dict[str, datetime] = {}
+    ambiguous = 0
     for claimed, outcome in zip(batch, outcomes, strict=True):
         fence = {"b_id": claimed.id, "b_attempts": claimed.attempts}
         if outcome.status == "sent":
             sent.append(fence)
         elif outcome.status == "retry" and claimed.tries < MAX_ATTEMPTS:
+            maybe = _maybe_delivered(outcome)
+            ambiguous += maybe
             if outcome.retry_after is not None:
                 delay = max(outcome.retry_after, 1.0)
                 until = now + timedelta(seconds=delay)
@@ -330,9 +348,8 @@ def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outco
                 )
             else:
                 delay = backoff_seconds(claimed.tries, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
-            retry.append(
-                {**fence, "b_next": now + timedelta(seconds=delay), "b_error": _error(outcome.error)}
-            )
+            next_at, error = now + timedelta(seconds=delay), _error(outcome.error)
+            retry.append({**fence, "b_next": next_at, "b_error": error, "b_maybe": maybe})
         else:
             error = _error(outcome.error)
             if outcome.status == "retry":
@@ -354,6 +371,9 @@ def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outco
                     status=OutboxStatus.PENDING,
                     next_attempt_at=sa.bindparam("b_next"),
                     last_error=sa.bindparam("b_error"),
+                    possible_duplicate=sa.or_(
+                        _table.c.possible_duplicate, sa.bindparam("b_maybe", type_=sa.Boolean)
+                    ),
                     locked_until=None,
                 ),
                 retry,
@@ -365,6 +385,12 @@ def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outco
                 .values(status=OutboxStatus.FAILED, last_error=sa.bindparam("b_error"), locked_until=None),
                 failed,
             )
+    if ambiguous:
+        log.warning(
+            "outbox: %d message(s) may have been delivered (the response was lost); they will be "
+            "resent flagged possible_duplicate",
+            ambiguous,
+        )
     pauses = _pauses(ctx)
     for destination_id, until in pause_until.items():
         log.info("outbox: destination %s asked to wait; paused until %s", destination_id, until)
@@ -398,29 +424,55 @@ def dispatch_once(
     sender: Sender | None = None,
 ) -> int:
     """Send up to `limit` due messages: claim a batch of `batch_size`, send it (per destination),
-    record every outcome, repeat. Returns the number of messages processed (sent, failed, retried).
+    record every outcome, repeat (the next batch is claimed while the current one is sent). Returns
+    the number of messages processed (sent, failed, retried).
 
-    Claiming one batch at a time bounds what a crash can leave in `sending` to one batch.
+    Outcomes are recorded before the next batch is sent, so a crash can leave at most the one batch
+    in flight delivered-but-unrecorded (plus one claimed, unsent batch, resent once, not a duplicate).
     `sender(ctx, destination, messages) -> list[Outcome]` defaults to overture.delivery's
     `send_batch`; tests may pass a fake. Safe to run in any number of threads and processes."""
     register(ctx)
     send = sender or send_batch
     recover_lost(ctx)
     destinations: dict[str, Any] = {}  # read once per call, not once per batch
+    prefetch = _ledger_thread(ctx)
     processed = 0
-    while processed < limit:
-        # Crash survivors are looked for on the first claim of a call; later claims take pending.
-        claimed = _claim(ctx, min(batch_size, limit - processed), lease, unknown=processed == 0)
-        if not claimed:
-            break
-        by_destination: dict[str, list[_Claimed]] = {}
-        for c in claimed:
-            by_destination.setdefault(c.destination_id, []).append(c)
-        with _held(ctx, claimed, lease):
-            for destination_id, batch in by_destination.items():
-                _dispatch_batch(ctx, destinations, destination_id, batch, send)
-        processed += len(claimed)
+    # Crash survivors are looked for on the first claim of a call; later claims take pending.
+    claimed = _claim(ctx, min(batch_size, limit), lease)
+    upcoming: Future[list[_Claimed]] | None = None
+    try:
+        while claimed:
+            processed += len(claimed)
+            # Claim the next batch while this one is on the wire (a claimed, unsent batch is never a
+            # duplicate: if we die it is resent once, and was not delivered before).
+            if processed < limit:
+                upcoming = prefetch.submit(
+                    _claim, ctx, min(batch_size, limit - processed), lease, unknown=False
+                )
+            by_destination: dict[str, list[_Claimed]] = {}
+            for c in claimed:
+                by_destination.setdefault(c.destination_id, []).append(c)
+            with _held(ctx, claimed, lease):
+                for destination_id, batch in by_destination.items():
+                    _dispatch_batch(ctx, destinations, destination_id, batch, send)
+            claimed = upcoming.result() if upcoming is not None else []
+            upcoming = None
+    finally:
+        if upcoming is not None:  # an error above: give the prefetched batch back unsent
+            leftover = upcoming.result()
+            if leftover:
+                _release(ctx, leftover, ctx.clock.now())
     return processed
+
+
+def _ledger_thread(ctx: AppContext) -> ThreadPoolExecutor:
+    def build(c: AppContext) -> ThreadPoolExecutor:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="overture-outbox-ledger")
+        c.closers.append(lambda: pool.shutdown(wait=False, cancel_futures=True))
+        return pool
+
+    pool: ThreadPoolExecutor = ctx.service("runtime.outbox.ledger", build)
+    return pool
 
 
 def _dispatch_batch(
