@@ -30,6 +30,7 @@ profiles = sa.Table(
     sa.Column("b1", sa.Boolean),
     sa.Column("t1", sa.DateTime),
     sa.Column("t2", sa.DateTime(timezone=True)),
+    sa.Column("d1", sa.Date),
     sa.Column("j1", sa.JSON(none_as_null=True)),
 )
 events = sa.Table(
@@ -41,7 +42,7 @@ events = sa.Table(
     sa.Column("ts", sa.DateTime),
     sa.Column("props", sa.JSON(none_as_null=True)),
 )
-COLUMNS = ("s1", "s2", "n1", "n2", "b1", "t1", "t2", "j1")
+COLUMNS = ("s1", "s2", "n1", "n2", "b1", "t1", "t2", "d1", "j1")
 WORKSPACE = "ws_1"
 MODEL = SqlModel(
     columns={name: profiles.c[name] for name in COLUMNS},

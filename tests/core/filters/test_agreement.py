@@ -78,6 +78,7 @@ PROFILE_FIELDS = {
     "b1": "bool",
     "t1": "time",
     "t2": "time",
+    "d1": "time",
     "j1": "json",
     "j1.a": "json",
     "j1.b.c": "json",
@@ -254,6 +255,7 @@ def datasets(draw: st.DrawFn, *, events: bool) -> tuple[list[dict[str, Any]], li
                 "b1": draw(_maybe(st.booleans())),
                 "t1": draw(_maybe(_instant(naive=True))),
                 "t2": draw(_maybe(_instant(naive=False))),
+                "d1": draw(_maybe(_instant(naive=False).map(lambda t: t.date()))),
                 "j1": draw(_maybe(documents())),
             }
         )
@@ -320,7 +322,8 @@ def check_agreement(
             raise AssertionError(f"to_sql refused a generated tree: {error}") from error
     for node, (expected, got) in zip(nodes, results, strict=True):
         assert got == expected, (
-            f"SQL matched {got}, predicate matched {expected} for {to_json(node)}\nrows: {rows}\nevents: {event_rows}"
+            f"SQL matched {got}, predicate matched {expected} for {to_json(node)}\n"
+            f"rows: {rows}\nevents: {event_rows}"
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -129,6 +129,26 @@ CASES: list[tuple[str, Any, Any, bool]] = [
     ("within_last", "7d", NOW + timedelta(seconds=1), False),
     ("within_last", "7d", (NOW - timedelta(days=1)).isoformat(), True),
     ("within_last", "7d", (NOW - timedelta(days=1)).replace(tzinfo=None), True),
+    # dates are the instant of their midnight, UTC
+    ("before", "2024-01-01", date(2023, 12, 31), True),
+    ("before", "2024-01-01", date(2024, 1, 1), False),
+    ("before", "2024-01-01T00:00:01Z", date(2024, 1, 1), True),
+    ("after", "2023-12-31T23:59:59Z", date(2024, 1, 1), True),
+    ("after", "2024-01-01T00:00:00Z", date(2024, 1, 1), False),
+    ("is", "2024-01-01", date(2024, 1, 1), True),
+    ("is", "2024-01-01T00:00:01Z", date(2024, 1, 1), False),
+    ("is_not", "2024-01-01T00:00:01Z", date(2024, 1, 1), True),
+    ("gte", "2024-01-01T10:00:00Z", date(2024, 1, 1), False),
+    ("gte", "2024-01-01T10:00:00Z", date(2024, 1, 2), True),
+    ("gt", "2024-01-01", date(2024, 1, 1), False),
+    ("lte", "2024-01-01T10:00:00Z", date(2024, 1, 1), True),
+    ("lt", "2024-01-01T10:00:00+12:00", date(2023, 12, 31), True),
+    ("between", ["2024-01-01T00:00:01Z", "2024-01-02T00:00:00Z"], date(2024, 1, 2), True),
+    ("between", ["2024-01-01T00:00:01Z", "2024-01-02T00:00:00Z"], date(2024, 1, 1), False),
+    ("within_last", "1d", date(2025, 6, 15), True),
+    ("within_last", "1d", date(2025, 6, 14), False),
+    ("in", ["2024-01-01", "x"], date(2024, 1, 1), True),
+    ("is", 20240101, date(2024, 1, 1), False),
 ]
 
 

@@ -4,7 +4,7 @@ nulls and NOT agree, resolution errors name the path, hostile input stays data."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +38,8 @@ def _column_for(value: Any) -> tuple[str, Any]:
         return "s1", value
     if isinstance(value, datetime):
         return ("t1", value) if value.tzinfo is None else ("t2", value.astimezone(UTC))
+    if isinstance(value, date):
+        return "d1", value
     return "j1", value
 
 
@@ -65,7 +67,7 @@ def test_to_sql__operator_table__same_answer_as_predicate(
 ) -> None:
     column, stored = _column_for(record_value)
     raw = _rule(column, operator, value)
-    if operator in ("before", "after", "within_last") and column not in ("t1", "t2"):
+    if operator in ("before", "after", "within_last") and column not in ("t1", "t2", "d1"):
         # Text is not parsed into instants inside SQL: refused rather than answered differently.
         with pytest.raises(FilterError, match="needs a timestamp field"):
             to_sql(parse(raw), MODEL, now=NOW)
@@ -75,11 +77,11 @@ def test_to_sql__operator_table__same_answer_as_predicate(
 
 
 @pytest.mark.parametrize(("operator", "value"), POSITIVE + NEGATIVE)
-@pytest.mark.parametrize("column", ["s1", "n1", "b1", "t1", "t2", "j1"])
+@pytest.mark.parametrize("column", ["s1", "n1", "b1", "t1", "t2", "d1", "j1"])
 def test_to_sql__null_column__positive_false_negated_true_and_not_agrees(
     engine: sa.Engine, operator: str, value: Any, column: str
 ) -> None:
-    if operator in ("before", "after", "within_last") and column not in ("t1", "t2"):
+    if operator in ("before", "after", "within_last") and column not in ("t1", "t2", "d1"):
         return
     rows = [{"id": 1}]
     expected = [1] if operator in ("is_not", "not_in", "not_exists") else []
@@ -143,9 +145,9 @@ def test_to_sql__json_prefix__reads_inside_json_column_only() -> None:
 
 
 def test_to_sql__unsupported_column_type__filter_error() -> None:
-    model = SqlModel(columns={"born": sa.column("born", sa.Date()), "raw": sa.column("raw")})
-    with pytest.raises(FilterError, match=r"^filter.field: field 'born' has type DATE"):
-        to_sql(parse({"field": "born", "operator": "exists"}), model, now=NOW)
+    model = SqlModel(columns={"at": sa.column("at", sa.Time()), "raw": sa.column("raw")})
+    with pytest.raises(FilterError, match=r"^filter.field: field 'at' has type TIME"):
+        to_sql(parse({"field": "at", "operator": "exists"}), model, now=NOW)
     with pytest.raises(FilterError, match=r"^filter.field: field 'raw' has type NULL"):
         to_sql(parse({"field": "raw", "operator": "exists"}), model, now=NOW)
 

@@ -6,7 +6,7 @@ written into the source), so a call costs a few dictionary lookups and compariso
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -108,8 +108,8 @@ class _Gen:
         for key in keys[1:]:
             tmp = self.var()
             expr = (
-                f"(({tmp}.get({self.const(key)}) if {tmp}.__class__ is dict else {self.const(_get)}({tmp}, "
-                f"{self.const(key)})) if ({tmp} := {expr}) is not None else None)"
+                f"({tmp}.get({self.const(key)}) if ({tmp} := {expr}).__class__ is dict "
+                f"else {self.const(_get)}({tmp}, {self.const(key)}))"
             )
         return expr
 
@@ -184,8 +184,9 @@ def _equals(gen: _Gen, node: Condition, get: str) -> str:
 
 
 def _instant_of_datetime(gen: _Gen, v: str) -> str:
-    """An instant only for datetime values: gt/is/in/between compare ISO strings in records as strings."""
-    return f"({gen.const(as_instant)}({v}) if isinstance({v}, {gen.const(datetime)}) else None)"
+    """An instant only for datetime and date values: gt/is/in/between compare ISO strings in records as
+    strings."""
+    return f"({gen.const(as_instant)}({v}) if isinstance({v}, {gen.const(date)}) else None)"
 
 
 def _member(gen: _Gen, node: Condition, get: str) -> str:
@@ -197,6 +198,7 @@ def _member(gen: _Gen, node: Condition, get: str) -> str:
     numbers = frozenset(x for x in values if is_number(x))
     bools = frozenset(x for x in values if isinstance(x, bool))
     instants = frozenset(string_instants(values))
+    # Every part starts with a type check, so null and unhashable values never reach the set lookups.
     if strings:
         parts.append(f"({v}.__class__ is str and {v} in {gen.const(strings)})")
     if numbers:
@@ -207,7 +209,8 @@ def _member(gen: _Gen, node: Condition, get: str) -> str:
         parts.append(f"({_instant_of_datetime(gen, v)} in {gen.const(instants)})")
     if not parts:
         return "False"
-    return f"(({v} := {get}) is not None and ({' or '.join(parts)}))"
+    # The first part binds the value (it is evaluated first); the later ones reuse it.
+    return "(" + " or ".join(parts).replace(f"({v}.", f"(({v} := {get}).", 1) + ")"
 
 
 def _comparison(symbol: str) -> Matcher:

@@ -6,10 +6,11 @@ SQL); every value is a bound parameter."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
@@ -66,7 +67,8 @@ def to_sql(node: Node, model: SqlModel, *, now: datetime) -> Expr:
 
 # ---- field access: what a field can be compared as -------------------------------------------------
 
-STRING, NUMBER, BOOLEAN, TIMESTAMP, JSON = "string", "number", "boolean", "timestamp", "json"
+STRING, NUMBER, BOOLEAN, TIMESTAMP, DATE, JSON = "string", "number", "boolean", "timestamp", "date", "json"
+Comparison = Callable[[Any, Any], Any]  # operator.eq / lt / le / gt / ge over (column, bound)
 
 
 def column_kind(type_: sa.types.TypeEngine[Any]) -> str | None:
@@ -81,6 +83,8 @@ def column_kind(type_: sa.types.TypeEngine[Any]) -> str | None:
         return STRING
     if isinstance(type_, sa.DateTime):
         return TIMESTAMP
+    if isinstance(type_, sa.Date):
+        return DATE
     if isinstance(type_, sa.JSON):
         return JSON
     return None
@@ -105,8 +109,9 @@ class Field:
     def list_has(self, value: Scalar) -> Expr | None:
         return None
 
-    def instant(self, value: datetime) -> Any:
-        return value
+    def compare_instant(self, view: ColumnElement[Any], op: Comparison, instant: datetime) -> Expr:
+        """`view op instant` for the timestamp view (instants are aware UTC)."""
+        raise NotImplementedError
 
 
 class ColumnField(Field):
@@ -114,14 +119,37 @@ class ColumnField(Field):
         self.column, self.kind = column, kind
 
     def view(self, kind: str) -> ColumnElement[Any] | None:
+        if kind == TIMESTAMP and self.kind == DATE:
+            return self.column  # a date is the instant of its midnight, UTC
         return self.column if kind == self.kind else None
 
     def present(self) -> Expr:
         return self.column.is_not(None)
 
-    def instant(self, value: datetime) -> Any:
+    def compare_instant(self, view: ColumnElement[Any], op: Comparison, instant: datetime) -> Expr:
+        if self.kind == DATE:
+            return _date_comparison(view, op, instant)
         # Naive columns hold UTC wall time (our rule); aware ones take the aware instant.
-        return value if _timezone_aware(self.column.type) else value.replace(tzinfo=None)
+        bound = instant if _timezone_aware(self.column.type) else instant.replace(tzinfo=None)
+        return cast(Expr, op(view, bound))
+
+
+def _date_comparison(column: ColumnElement[Any], op: Comparison, instant: datetime) -> Expr:
+    """Compare a DATE column as its midnight (UTC) with an instant, using date bounds so the column stays
+    bare (indexes, pushdown) and SQLite's text dates compare right: d < t  <=>  d < ceil(t), and so on."""
+    day = instant.date()
+    midnight = instant == datetime(day.year, day.month, day.day, tzinfo=UTC)
+    ceiling = day if midnight else day + timedelta(days=1)
+    if op is operator.eq:
+        return column == day if midnight else sa.false()
+    if op is operator.lt:
+        return column < ceiling
+    if op is operator.ge:
+        return column >= ceiling
+    if op is operator.gt:
+        return column > day
+    assert op is operator.le
+    return column <= day
 
 
 class JsonField(Field):
@@ -211,9 +239,9 @@ class _Compiler:
         ]
         where += [column == value for column, value in events.scope]
         if node.within_last is not None:
-            stamp = ColumnField(events.timestamp, TIMESTAMP)
-            where.append(events.timestamp >= stamp.instant(self.now - node.within_last))
-            where.append(events.timestamp <= stamp.instant(self.now))
+            stamp = ColumnField(events.timestamp, column_kind(events.timestamp.type) or TIMESTAMP)
+            where.append(stamp.compare_instant(events.timestamp, operator.ge, self.now - node.within_last))
+            where.append(stamp.compare_instant(events.timestamp, operator.le, self.now))
         if node.where is not None:
             if events.properties is None:
                 raise FilterError(f"{node.path}.where", "the event stream has no properties column")
@@ -266,7 +294,7 @@ def _equals(c: _Compiler, node: Condition, field: Field) -> Expr:
     stamp = field.view(TIMESTAMP)
     if stamp is not None:
         for instant in string_instants([value]):
-            parts.append(_guarded(stamp, stamp == field.instant(instant)))
+            parts.append(_guarded(stamp, field.compare_instant(stamp, operator.eq, instant)))
     return sa.or_(sa.false(), *parts)
 
 
@@ -284,35 +312,42 @@ def _member(c: _Compiler, node: Condition, field: Field) -> Expr:
             literals = [_literal(m) for m in dict.fromkeys(members)]
             parts.append(_guarded(view, view.in_(literals)))
     stamp = field.view(TIMESTAMP)
-    instants = string_instants(values) if stamp is not None else ()
-    if stamp is not None and instants:
-        parts.append(_guarded(stamp, stamp.in_([field.instant(i) for i in dict.fromkeys(instants)])))
+    if stamp is not None:
+        for instant in dict.fromkeys(string_instants(values)):
+            parts.append(_guarded(stamp, field.compare_instant(stamp, operator.eq, instant)))
     return sa.or_(sa.false(), *parts)
 
 
-def _ordered_views(field: Field, values: tuple[Scalar, ...]) -> list[tuple[ColumnElement[Any], list[Any]]]:
-    """(view, bounds) pairs a gt/lt/between compares: numbers with numbers; strings with strings (in
-    code-point order) and, when they are ISO timestamps, with timestamp fields as instants."""
+def _ordered_views(
+    field: Field, values: tuple[Scalar, ...]
+) -> list[tuple[ColumnElement[Any], OrderedCompare]]:
+    """(view, compare) pairs a gt/lt/between checks, compare(op, i) comparing the view with values[i]:
+    numbers with numbers; strings with strings (in code-point order) and, when they are ISO timestamps,
+    with timestamp fields as instants."""
     if not isinstance(values[0], str):
-        view = field.view(NUMBER)
-        return [] if view is None else [(view, [_number(v) for v in values])]
-    pairs: list[tuple[ColumnElement[Any], list[Any]]] = []
+        number = field.view(NUMBER)
+        if number is None:
+            return []
+        return [(number, lambda op, i: op(number, _number(values[i])))]
+    pairs: list[tuple[ColumnElement[Any], OrderedCompare]] = []
     text = field.view(STRING)
     if text is not None:
-        pairs.append((BinaryOrder(text), [sa.literal(v, sa.String()) for v in values]))
+        ordered = BinaryOrder(text)
+        pairs.append((text, lambda op, i: op(ordered, sa.literal(values[i], sa.String()))))
     stamp = field.view(TIMESTAMP)
     instants = string_instants(values)
     if stamp is not None and len(instants) == len(values):
-        pairs.append((stamp, [field.instant(i) for i in instants]))
+        pairs.append((stamp, lambda op, i: field.compare_instant(stamp, op, instants[i])))
     return pairs
 
 
-def _comparison(symbol: str) -> Builder:
+OrderedCompare = Callable[[Comparison, int], Expr]
+
+
+def _comparison(op: Comparison) -> Builder:
     def build(c: _Compiler, node: Condition, field: Field) -> Expr:
         assert isinstance(node.value, str | int | float)
-        parts = []
-        for view, (bound,) in _ordered_views(field, (node.value,)):
-            parts.append(_guarded(view, view.operate(_OPERATORS[symbol], bound)))
+        parts = [_guarded(view, compare(op, 0)) for view, compare in _ordered_views(field, (node.value,))]
         return sa.or_(sa.false(), *parts)
 
     return build
@@ -320,9 +355,10 @@ def _comparison(symbol: str) -> Builder:
 
 def _between(c: _Compiler, node: Condition, field: Field) -> Expr:
     assert isinstance(node.value, tuple)
-    parts = []
-    for view, (low, high) in _ordered_views(field, node.value):
-        parts.append(_guarded(view, sa.and_(view >= low, view <= high)))
+    parts = [
+        _guarded(view, sa.and_(compare(operator.ge, 0), compare(operator.le, 1)))
+        for view, compare in _ordered_views(field, node.value)
+    ]
     return sa.or_(sa.false(), *parts)
 
 
@@ -367,35 +403,28 @@ def _bound(c: _Compiler, node: Condition) -> datetime:
 
 def _before(c: _Compiler, node: Condition, field: Field) -> Expr:
     stamp = _timestamp_view(node, field)
-    return _guarded(stamp, stamp < field.instant(_bound(c, node)))
+    return _guarded(stamp, field.compare_instant(stamp, operator.lt, _bound(c, node)))
 
 
 def _after(c: _Compiler, node: Condition, field: Field) -> Expr:
     stamp = _timestamp_view(node, field)
-    return _guarded(stamp, stamp > field.instant(_bound(c, node)))
+    return _guarded(stamp, field.compare_instant(stamp, operator.gt, _bound(c, node)))
 
 
 def _within_last(c: _Compiler, node: Condition, field: Field) -> Expr:
     stamp = _timestamp_view(node, field)
     assert isinstance(node.value, timedelta)
-    since, until = field.instant(c.now - node.value), field.instant(c.now)
-    return _guarded(stamp, sa.and_(stamp >= since, stamp <= until))
+    since = field.compare_instant(stamp, operator.ge, c.now - node.value)
+    return _guarded(stamp, sa.and_(since, field.compare_instant(stamp, operator.le, c.now)))
 
-
-_OPERATORS = {
-    ">": sa.sql.operators.gt,
-    ">=": sa.sql.operators.ge,
-    "<": sa.sql.operators.lt,
-    "<=": sa.sql.operators.le,
-}
 
 SQL_BUILDERS_BY_OPERATOR: dict[str, Builder] = {
     "is": _equals,
     "in": _member,
-    "gt": _comparison(">"),
-    "gte": _comparison(">="),
-    "lt": _comparison("<"),
-    "lte": _comparison("<="),
+    "gt": _comparison(operator.gt),
+    "gte": _comparison(operator.ge),
+    "lt": _comparison(operator.lt),
+    "lte": _comparison(operator.le),
     "between": _between,
     "contains": _text_match("contains"),
     "starts_with": _text_match("starts_with"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 __all__ = ["as_instant", "is_number", "parse_instant", "string_instants"]
@@ -28,7 +28,8 @@ def parse_instant(text: str) -> datetime | None:
 
 
 def as_instant(value: object) -> datetime | None:
-    """A record value as an instant: datetimes (naive = UTC) and ISO strings; anything else is None."""
+    """A record value as an instant: datetimes (naive = UTC), dates (their midnight, UTC) and ISO
+    strings; anything else is None."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
@@ -36,6 +37,8 @@ def as_instant(value: object) -> datetime | None:
             return value.astimezone(UTC)
         except OverflowError:
             return None
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, str):
         return parse_instant(value)
     return None
