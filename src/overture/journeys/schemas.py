@@ -21,7 +21,12 @@ class TileIn(Strict):
     """A node of the DAG. `config` depends on `type` (see docs/journeys.md); `position` is the UI's
     and is stored and returned untouched."""
 
-    id: str = Field(min_length=1, max_length=100)
+    id: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Letters, digits, '_', '.' and '-' (member histories list tiles by id).",
+    )
     type: TileType
     name: str | None = Field(default=None, max_length=200)
     config: dict[str, Any] = Field(default_factory=dict)
