@@ -26,7 +26,7 @@ profiles = sa.Table(
     sa.Column("s1", sa.String),
     sa.Column("s2", sa.Text),
     sa.Column("n1", sa.BigInteger),
-    sa.Column("n2", sa.Float),
+    sa.Column("n2", sa.Double),  # sa.Float is 32-bit REAL on DuckDB; records hold doubles
     sa.Column("b1", sa.Boolean),
     sa.Column("t1", sa.DateTime),
     sa.Column("t2", sa.DateTime(timezone=True)),
