@@ -290,3 +290,14 @@ def test_to_json__round_trips_every_operator() -> None:
     ]
     tree = parse({"all": rules})
     assert parse(to_json(tree)) == tree
+
+
+def test_filter_error__pickles_with_its_path() -> None:
+    import pickle
+
+    error = pickle.loads(pickle.dumps(FilterError("filters[2].operator", "unknown operator 'equals'")))
+    assert (error.path, error.message, str(error)) == (
+        "filters[2].operator",
+        "unknown operator 'equals'",
+        "filters[2].operator: unknown operator 'equals'",
+    )

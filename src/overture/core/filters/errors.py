@@ -11,3 +11,7 @@ class FilterError(ValueError):
         super().__init__(f"{path}: {message}")
         self.path = path
         self.message = message
+
+    def __reduce__(self) -> tuple[type[FilterError], tuple[str, str]]:
+        # Survives pickling (worker processes), which replays __init__ with these arguments.
+        return (type(self), (self.path, self.message))
