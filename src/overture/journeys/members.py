@@ -217,7 +217,7 @@ class MemberStore:
         if isinstance(key_type, sa.types.NullType):
             key_type = sa.String()
         metadata = sa.MetaData()
-        members = sa.Table(
+        sa.Table(
             self.members_name,
             metadata,
             sa.Column("member_id", key_type, nullable=False),
@@ -246,8 +246,9 @@ class MemberStore:
             *[sa.Column(c, sa.BigInteger(), nullable=False) for c in STEP_COUNTS],
         )
         if not self.source.is_duckdb:
-            # Row stores want indexes for the member lookup; the columnar default scans fast enough.
-            sa.Index(f"{self._index_stem}_m", members.c.member_id, members.c.entry_no, unique=True)
+            # The history grows with every run: a row store needs an index for the member lookup.
+            # The members table has none on purpose: runs join it by hash, an index would double
+            # the cost of every mass move, and a lookup scans it in a fraction of a second.
             sa.Index(f"{self._index_stem}_p", path.c.member_id)
             sa.Index(f"{self._index_stem}_s", steps.c.run_id)
         metadata.create_all(conn)
@@ -296,39 +297,69 @@ class MemberStore:
         tile_ids: Sequence[str],
         exit_criteria: sa.ColumnElement[bool] | None,
     ) -> int:
-        """Remove, in one statement, the members that must leave: on a tile the definition no longer
-        has (tile_removed), without a profile row (profile_missing), matching the exit criteria
-        (exit_criteria). History first, from the rows about to change, in the same transaction."""
+        """Remove the members that must leave: on a tile the definition no longer has
+        (tile_removed), without a profile row (profile_missing), matching the exit criteria
+        (exit_criteria). One LEFT JOIN against the profiles finds them all (an EXISTS under an OR
+        would be a subquery per member on PostgreSQL); history and members change together."""
         m = self.members
         removed = m.c.tile_id.not_in(list(tile_ids))
-        missing = ~self._has_profile(relation)
+        missing = relation.key.is_(None)
         whens: list[tuple[sa.ColumnElement[bool], str]] = [
             (removed, "tile_removed"),
             (missing, "profile_missing"),
         ]
         if exit_criteria is not None:
-            whens.append((self._has_profile(relation, exit_criteria), "exit_criteria"))
-        reason = sa.case(*whens, else_=sa.null())
-        leaving = sa.and_(m.c.status == ACTIVE, sa.or_(*(cond for cond, _ in whens)))
-        conn.execute(
-            sa.insert(self.path).from_select(
-                ["member_id", "entry_no", "seq", "events", "detail"],
-                sa.select(
-                    m.c.member_id,
-                    m.c.entry_no,
-                    sa.literal(step.seq, sa.BigInteger()),
-                    _text("exited:") + m.c.tile_id,
-                    reason,
-                ).where(leaving),
+            whens.append((sa.func.coalesce(exit_criteria, sa.false()), "exit_criteria"))
+        reason = sa.case(*[(cond, _text(label)) for cond, label in whens], else_=sa.null())
+        name = f"jx_{uuid.uuid4().hex[:16]}"
+        leavers = sa.table(
+            name,
+            sa.column("member_id"),
+            sa.column("entry_no", sa.Integer()),
+            sa.column("tile_id", sa.String()),
+            sa.column("reason", sa.String()),
+        )
+        key_type = relation.key.type if not isinstance(relation.key.type, sa.types.NullType) else sa.String()
+        sa.Table(
+            name,
+            sa.MetaData(),
+            sa.Column("member_id", key_type),
+            sa.Column("entry_no", sa.Integer()),
+            sa.Column("tile_id", sa.String()),
+            sa.Column("reason", sa.String()),
+            prefixes=["TEMPORARY"],
+        ).create(conn)
+        try:
+            conn.execute(
+                sa.insert(leavers).from_select(
+                    ["member_id", "entry_no", "tile_id", "reason"],
+                    sa.select(m.c.member_id, m.c.entry_no, m.c.tile_id, reason)
+                    .select_from(m.outerjoin(relation.rows, relation.key == m.c.member_id))
+                    .where(m.c.status == ACTIVE, sa.or_(*(cond for cond, _ in whens))),
+                )
             )
-        )
-        result = conn.execute(
-            sa.update(m)
-            .where(leaving)
-            .values(status=EXITED, reason=reason, wait_until=None, updated_at=step.now)
-        )
-        count = _rowcount(result)
-        self._record_step(conn, step, {"exited": count})
+            count = int(conn.execute(sa.select(sa.func.count()).select_from(leavers)).scalar() or 0)
+            if count:
+                conn.execute(
+                    sa.insert(self.path).from_select(
+                        ["member_id", "entry_no", "seq", "events", "detail"],
+                        sa.select(
+                            leavers.c.member_id,
+                            leavers.c.entry_no,
+                            sa.literal(step.seq, sa.BigInteger()),
+                            _text("exited:") + leavers.c.tile_id,
+                            leavers.c.reason,
+                        ),
+                    )
+                )
+                conn.execute(
+                    sa.update(m)
+                    .where(m.c.member_id == leavers.c.member_id, m.c.entry_no == leavers.c.entry_no)
+                    .values(status=EXITED, reason=leavers.c.reason, wait_until=None, updated_at=step.now)
+                )
+            self._record_step(conn, step, {"exited": count})
+        finally:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {conn.dialect.identifier_preparer.quote(name)}")
         return count
 
     def _movers(
@@ -719,6 +750,17 @@ class _Entry:
         self, store: MemberStore, relation: Relation, crit: Sequence[sa.ColumnElement[Any]]
     ) -> sa.Select[Any]:
         m = store.members
+        conditions: list[sa.ColumnElement[bool]] = []
+        if self.criteria is not None:
+            conditions.append(self.criteria)
+        if self.exit_criteria is not None:
+            conditions.append(sa.not_(self.exit_criteria))
+        head: list[Any] = [relation.key]
+        tail: list[Any] = [sa.literal(1, sa.Integer()), _text(self.tile), *crit]
+        if self.reentry != "after_exit":
+            # Never entered: a plain anti-join (no aggregate over the members).
+            entered = sa.exists(sa.select(sa.literal(1)).select_from(m).where(m.c.member_id == relation.key))
+            return sa.select(*head, sa.literal(1, sa.Integer()), *tail).where(*conditions, ~entered)
         previous = (
             sa.select(
                 m.c.member_id.label("member_id"),
@@ -728,23 +770,9 @@ class _Entry:
             .group_by(m.c.member_id)
             .subquery("prev")
         )
-        conditions: list[sa.ColumnElement[bool]] = []
-        if self.criteria is not None:
-            conditions.append(self.criteria)
-        if self.exit_criteria is not None:
-            conditions.append(sa.not_(self.exit_criteria))
-        if self.reentry == "after_exit":
-            conditions.append(sa.or_(previous.c.member_id.is_(None), previous.c.inside == 0))
-        else:
-            conditions.append(previous.c.member_id.is_(None))
+        conditions.append(sa.or_(previous.c.member_id.is_(None), previous.c.inside == 0))
         return (
-            sa.select(
-                relation.key,
-                sa.func.coalesce(previous.c.entries, 0) + 1,
-                sa.literal(1, sa.Integer()),
-                _text(self.tile),
-                *crit,
-            )
+            sa.select(*head, sa.func.coalesce(previous.c.entries, 0) + 1, *tail)
             .select_from(relation.rows.outerjoin(previous, previous.c.member_id == relation.key))
             .where(*conditions)
         )
