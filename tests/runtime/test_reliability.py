@@ -287,12 +287,14 @@ def test_four_worker_processes_on_postgres__20000_jobs__each_completed_exactly_o
             )
 
     # When four worker processes run them (and one is killed -9 twice midway and replaced),
-    workers = [Worker(spawner, pg_url, tmp_path, "--jobs", "2", "--lease", "2") for _ in range(4)]
+    workers = [
+        Worker(spawner, pg_url, tmp_path, "--jobs", "2", "--lease", "2", "--prefetch", "8") for _ in range(4)
+    ]
     try:
         for threshold in (n // 4, n // 2):
             _wait_until(lambda t=threshold: finished() >= t, 180, f"{threshold} jobs done")
             workers[0].kill()
-            workers[0] = Worker(spawner, pg_url, tmp_path, "--jobs", "2", "--lease", "2")
+            workers[0] = Worker(spawner, pg_url, tmp_path, "--jobs", "2", "--lease", "2", "--prefetch", "8")
         _wait_until(lambda: finished() == n, 300, "all jobs done")
     finally:
         for w in workers:

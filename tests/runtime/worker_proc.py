@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lease", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--limit", type=int, default=500)
+    parser.add_argument("--prefetch", type=int, default=1)
     parser.add_argument("--out")
     parser.add_argument("--err")
     args = parser.parse_args(argv)
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         outbox_lease=lease,
         batch_size=args.batch,
         dispatch_limit=args.limit,
+        prefetch=args.prefetch,
         kinds=["test.rel.record", "test.rel.slow"],
         name=f"w{os.getpid()}",
     )

@@ -69,6 +69,7 @@ BACKOFF_CAP_SECONDS = 3600.0
 MAX_ERROR_CHARS = 4000
 
 Handler = Callable[[AppContext, "JobContext"], None]
+_jobs: sa.Table = Job.__table__  # type: ignore[assignment]  # Core statements on the hot path
 _HANDLERS: dict[str, Handler] = {}
 #: Set after a transaction that enqueued a job commits, so idle workers in this process wake up.
 job_wakeup = threading.Event()
@@ -263,7 +264,9 @@ class JobContext:
     _cancelled: bool = field(repr=False, default=False)
 
     def _fence(self) -> Any:
-        return sa.and_(Job.id == self.id, Job.attempt == self.attempt, Job.status == JobStatus.RUNNING)
+        return sa.and_(
+            _jobs.c.id == self.id, _jobs.c.attempt == self.attempt, _jobs.c.status == JobStatus.RUNNING
+        )
 
     def heartbeat(self) -> None:
         """Extend the lease. Raises LeaseLost if this attempt no longer owns the job and
@@ -275,10 +278,10 @@ class JobContext:
 
     def _extend(self, session: Session) -> bool:
         row = session.execute(
-            sa.update(Job)
+            sa.update(_jobs)
             .where(self._fence())
             .values(locked_until=self._ctx.clock.now() + self._lease)
-            .returning(Job.cancel_requested)
+            .returning(_jobs.c.cancel_requested)
         ).first()
         if row is None:
             self._lost = True
@@ -326,7 +329,7 @@ class JobContext:
                 now = self._ctx.clock.now()
                 done = rowcount(
                     session.execute(
-                        sa.update(Job)
+                        sa.update(_jobs)
                         .where(self._fence())
                         .values(
                             status=JobStatus.SUCCEEDED, finished_at=now, locked_until=None, last_error=None
@@ -353,71 +356,124 @@ class _Claimed:
     max_attempts: int
 
 
+_RETURNED = (
+    _jobs.c.id,
+    _jobs.c.kind,
+    _jobs.c.payload,
+    _jobs.c.attempt,
+    _jobs.c.workspace_id,
+    _jobs.c.max_attempts,
+)
+
+
 def claim(
-    ctx: AppContext, worker: str, *, lease: timedelta = DEFAULT_LEASE, kinds: list[str] | None = None
+    ctx: AppContext,
+    worker: str,
+    *,
+    lease: timedelta = DEFAULT_LEASE,
+    kinds: list[str] | None = None,
+    include_expired: bool = True,
 ) -> _Claimed | None:
-    """Claim the next job: first one whose lease expired, else the oldest due queued one."""
+    """Claim the next job: one whose lease expired (when `include_expired`), else the oldest due
+    queued one."""
+    batch = claim_batch(ctx, worker, 1, lease=lease, kinds=kinds, include_expired=include_expired)
+    return batch[0] if batch else None
+
+
+def claim_batch(
+    ctx: AppContext,
+    worker: str,
+    limit: int,
+    *,
+    lease: timedelta = DEFAULT_LEASE,
+    kinds: list[str] | None = None,
+    include_expired: bool = True,
+) -> list[_Claimed]:
+    """Claim up to `limit` jobs in one statement: `UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE
+    SKIP LOCKED) RETURNING …` (SQLite: the same under its BEGIN IMMEDIATE write lock). A job whose
+    lease expired comes first, alone, when `include_expired`."""
     now = ctx.clock.now()
     postgres = ctx.engine.dialect.name == "postgresql"
+    claimed_values = {
+        "status": JobStatus.RUNNING,
+        "attempt": _jobs.c.attempt + 1,
+        "locked_until": now + lease,
+        "locked_by": worker,
+        "started_at": now,
+    }
     with ctx.transaction() as session:
-        for expired in (True, False):
-            while True:
-                if expired:
-                    cond = sa.and_(Job.status == JobStatus.RUNNING, Job.locked_until < now)
-                    order = Job.locked_until
-                else:
-                    cond = sa.and_(Job.status == JobStatus.QUEUED, Job.run_at <= now)
-                    order = Job.run_at  # ties (ASAP jobs) in arbitrary order
-                query = sa.select(Job.id, Job.attempt, Job.max_attempts).where(cond)
-                if kinds is not None:
-                    query = query.where(Job.kind.in_(kinds))
-                query = query.order_by(order).limit(1)
-                if postgres:
-                    query = query.with_for_update(skip_locked=True)
-                row = session.execute(query).first()
-                if row is None:
-                    break
-                if expired and row.attempt >= row.max_attempts:
-                    # Its last attempt died with its worker: nothing left to retry.
-                    session.execute(
-                        sa.update(Job)
-                        .where(Job.id == row.id, Job.attempt == row.attempt)
-                        .values(
-                            status=JobStatus.DEAD,
-                            finished_at=now,
-                            locked_until=None,
-                            last_error=f"lease expired on attempt {row.attempt} (worker lost)",
-                        )
-                    )
-                    continue
-                got = session.execute(
-                    sa.update(Job)
-                    .where(Job.id == row.id, Job.attempt == row.attempt)
-                    .values(
-                        status=JobStatus.RUNNING,
-                        attempt=Job.attempt + 1,
-                        locked_until=now + lease,
-                        locked_by=worker,
-                        started_at=now,
-                    )
-                    .returning(Job.id, Job.kind, Job.payload, Job.attempt, Job.workspace_id, Job.max_attempts)
-                ).first()
-                if got is None:
-                    continue
-                if expired:
-                    log.warning("job %s reclaimed after its lease expired (attempt %s)", got.id, got.attempt)
-                return _Claimed(
-                    got.id, got.kind, got.payload, got.attempt, got.workspace_id, got.max_attempts
+        if include_expired:
+            reclaimed = _reclaim_expired(session, now, claimed_values, kinds, postgres)
+            if reclaimed is not None:
+                return [reclaimed]
+        pick = (
+            sa.select(_jobs.c.id)
+            .where(_jobs.c.status == JobStatus.QUEUED, _jobs.c.run_at <= now)
+            .order_by(_jobs.c.run_at)  # ties (ASAP jobs) in arbitrary order
+            .limit(limit)
+        )
+        if kinds is not None:
+            pick = pick.where(_jobs.c.kind.in_(kinds))
+        if postgres:
+            pick = pick.with_for_update(skip_locked=True)
+        rows = session.execute(
+            sa.update(_jobs)
+            .where(_jobs.c.id.in_(pick.scalar_subquery()), _jobs.c.status == JobStatus.QUEUED)
+            .values(**claimed_values)
+            .returning(*_RETURNED)
+        ).all()
+    return [_Claimed(*row) for row in rows]
+
+
+def _reclaim_expired(
+    session: Session, now: datetime, claimed_values: dict[str, Any], kinds: list[str] | None, postgres: bool
+) -> _Claimed | None:
+    while True:
+        query = (
+            sa.select(_jobs.c.id, _jobs.c.attempt, _jobs.c.max_attempts)
+            .where(_jobs.c.status == JobStatus.RUNNING, _jobs.c.locked_until < now)
+            .order_by(_jobs.c.locked_until)
+            .limit(1)
+        )
+        if kinds is not None:
+            query = query.where(_jobs.c.kind.in_(kinds))
+        if postgres:
+            query = query.with_for_update(skip_locked=True)
+        row = session.execute(query).first()
+        if row is None:
+            return None
+        fence = sa.and_(_jobs.c.id == row.id, _jobs.c.attempt == row.attempt)
+        if row.attempt >= row.max_attempts:
+            # Its last attempt died with its worker: nothing left to retry.
+            session.execute(
+                sa.update(_jobs)
+                .where(fence)
+                .values(
+                    status=JobStatus.DEAD,
+                    finished_at=now,
+                    locked_until=None,
+                    last_error=f"lease expired on attempt {row.attempt} (worker lost)",
                 )
-    return None
+            )
+            continue
+        got = session.execute(
+            sa.update(_jobs).where(fence).values(**claimed_values).returning(*_RETURNED)
+        ).first()
+        if got is not None:
+            log.warning("job %s reclaimed after its lease expired (attempt %s)", got.id, got.attempt)
+            return _Claimed(*got)
 
 
 def _fenced_update(ctx: AppContext, claimed: _Claimed, **values: Any) -> bool:
     with ctx.transaction() as session:
         done = rowcount(
             session.execute(
-                sa.update(Job)
-                .where(Job.id == claimed.id, Job.attempt == claimed.attempt, Job.status == JobStatus.RUNNING)
+                sa.update(_jobs)
+                .where(
+                    _jobs.c.id == claimed.id,
+                    _jobs.c.attempt == claimed.attempt,
+                    _jobs.c.status == JobStatus.RUNNING,
+                )
                 .values(**values)
             )
         )
@@ -431,18 +487,14 @@ def _error_text(exc: BaseException) -> str:
     return text[:MAX_ERROR_CHARS]
 
 
-def execute(
+def job_context(
     ctx: AppContext,
     claimed: _Claimed,
     *,
     lease: timedelta = DEFAULT_LEASE,
     stopping: threading.Event | None = None,
-    active: dict[str, JobContext] | None = None,
-    raise_errors: bool = False,
-) -> str:
-    """Run one claimed job to an outcome and record it, fenced by its attempt. Returns the status
-    recorded ("succeeded", "queued", "dead", "cancelled") or "lost" when the lease was lost."""
-    job = JobContext(
+) -> JobContext:
+    return JobContext(
         id=claimed.id,
         kind=claimed.kind,
         payload=claimed.payload,
@@ -453,6 +505,33 @@ def execute(
         _lease=lease,
         _stopping=stopping,
     )
+
+
+def release(ctx: AppContext, claimed: _Claimed) -> bool:
+    """Give a claimed job that never started back to the queue, without using up an attempt."""
+    return _fenced_update(
+        ctx,
+        claimed,
+        status=JobStatus.QUEUED,
+        run_at=ctx.clock.now(),
+        locked_until=None,
+        max_attempts=_jobs.c.max_attempts + 1,
+    )
+
+
+def execute(
+    ctx: AppContext,
+    claimed: _Claimed,
+    *,
+    lease: timedelta = DEFAULT_LEASE,
+    stopping: threading.Event | None = None,
+    active: dict[str, JobContext] | None = None,
+    raise_errors: bool = False,
+    job: JobContext | None = None,
+) -> str:
+    """Run one claimed job to an outcome and record it, fenced by its attempt. Returns the status
+    recorded ("succeeded", "queued", "dead", "cancelled") or "lost" when the lease was lost."""
+    job = job or job_context(ctx, claimed, lease=lease, stopping=stopping)
     if active is not None:
         active[job.id] = job
     try:
@@ -464,6 +543,8 @@ def execute(
 
 def _run(ctx: AppContext, claimed: _Claimed, job: JobContext, *, raise_errors: bool) -> str:
     now = ctx.clock.now
+    if job._lost:  # it waited in a prefetched batch and its lease lapsed meanwhile
+        return "lost"
     handler = _HANDLERS.get(claimed.kind)
     error: BaseException | None = None
     try:
@@ -484,7 +565,7 @@ def _run(ctx: AppContext, claimed: _Claimed, job: JobContext, *, raise_errors: b
             status=JobStatus.QUEUED,
             run_at=now(),
             locked_until=None,
-            max_attempts=Job.max_attempts + 1,
+            max_attempts=_jobs.c.max_attempts + 1,
         )
         return JobStatus.QUEUED if ok else "lost"
     except Exception as exc:

@@ -21,10 +21,12 @@ from overture.runtime.clock import register
 from overture.runtime.jobs import (
     DEFAULT_LEASE,
     JobContext,
-    claim,
+    claim_batch,
     drain,
     execute,
+    job_context,
     job_wakeup,
+    release,
     worker_name,
 )
 
@@ -55,6 +57,8 @@ class Runtime:
     outbox_lease: timedelta = outbox.LEASE
     batch_size: int = outbox.BATCH_SIZE
     dispatch_limit: int = 500
+    #: Jobs a job thread claims at once (one statement); the waiting ones are heartbeated.
+    prefetch: int = 1
     kinds: list[str] | None = None
     name: str = "overture"
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -128,20 +132,38 @@ class Runtime:
 
     def _job_loop(self) -> None:
         worker = worker_name()
+        # Expired leases are looked for at most once a second per thread (they are rare, and the
+        # extra query would otherwise ride on every claim).
+        next_expiry_check = 0.0
         while not self._stop.is_set():
-            claimed = self._guarded(
-                "job claim", lambda: claim(self.ctx, worker, lease=self.job_lease, kinds=self.kinds)
+            check_expired = time.monotonic() >= next_expiry_check
+            if check_expired:
+                next_expiry_check = time.monotonic() + min(1.0, self.job_lease.total_seconds() / 4)
+            batch = self._guarded(
+                "job claim",
+                lambda e=check_expired: claim_batch(
+                    self.ctx, worker, self.prefetch, lease=self.job_lease, kinds=self.kinds, include_expired=e
+                ),
             )
-            if claimed is None:
+            if not batch:
                 if job_wakeup.wait(self.poll_interval):
                     job_wakeup.clear()
                 continue
-            self._guarded(
-                f"job {claimed.id}",
-                lambda c=claimed: execute(
-                    self.ctx, c, lease=self.job_lease, stopping=self._stop, active=self._active
-                ),
-            )
+            # Claimed jobs waiting their turn are heartbeated like the running one.
+            waiting = [job_context(self.ctx, c, lease=self.job_lease, stopping=self._stop) for c in batch]
+            for job in waiting:
+                self._active[job.id] = job
+            for claimed, job in zip(batch, waiting, strict=True):
+                if self._stop.is_set():
+                    self._active.pop(job.id, None)
+                    self._guarded(f"release of job {claimed.id}", lambda c=claimed: release(self.ctx, c))
+                    continue
+                self._guarded(
+                    f"job {claimed.id}",
+                    lambda c=claimed, j=job: execute(
+                        self.ctx, c, lease=self.job_lease, stopping=self._stop, active=self._active, job=j
+                    ),
+                )
 
     def _heartbeat_loop(self) -> None:
         """Extend the lease of every job this process is running, so a long job keeps its owner
