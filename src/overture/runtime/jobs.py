@@ -389,9 +389,9 @@ def claim_batch(
     kinds: list[str] | None = None,
     include_expired: bool = True,
 ) -> list[_Claimed]:
-    """Claim up to `limit` jobs in one statement: `UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE
-    SKIP LOCKED) RETURNING …` (SQLite: the same under its BEGIN IMMEDIATE write lock). A job whose
-    lease expired comes first, alone, when `include_expired`."""
+    """Claim up to `limit` jobs in one statement: `WITH picked AS MATERIALIZED (SELECT … LIMIT n FOR
+    UPDATE SKIP LOCKED) UPDATE … WHERE id IN picked RETURNING …` (SQLite: the same under its BEGIN
+    IMMEDIATE write lock). A job whose lease expired comes first, alone, when `include_expired`."""
     now = ctx.clock.now()
     postgres = ctx.engine.dialect.name == "postgresql"
     claimed_values = {
@@ -416,9 +416,12 @@ def claim_batch(
             pick = pick.where(_jobs.c.kind.in_(kinds))
         if postgres:
             pick = pick.with_for_update(skip_locked=True)
+        # A materialized CTE: evaluated once. As a plain IN/= subquery PostgreSQL may re-run it per
+        # row, and with ties in run_at each run can pick a different row (claiming more than asked).
+        picked = pick.cte("picked").prefix_with("MATERIALIZED")
         rows = session.execute(
             sa.update(_jobs)
-            .where(_jobs.c.id.in_(pick.scalar_subquery()), _jobs.c.status == JobStatus.QUEUED)
+            .where(_jobs.c.id.in_(sa.select(picked.c.id)), _jobs.c.status == JobStatus.QUEUED)
             .values(**claimed_values)
             .returning(*_RETURNED)
         ).all()
