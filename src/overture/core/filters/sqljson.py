@@ -147,12 +147,23 @@ def _pg_string(element: JsonString, compiler: SQLCompiler, **kw: Any) -> str:
     return f"(CASE WHEN jsonb_typeof({value}) = 'string' THEN {value} #>> '{{}}' END)"
 
 
+def _pg_double(value: str) -> str:
+    """A jsonb number as a double, as Python's json module reads it. JSON allows 1e400, which PostgreSQL
+    refuses to cast (an event posted with a public key must not break every segment), so numbers beyond
+    the double range become +-Infinity and ones too small for it become 0."""
+    number = f"CAST({value} #>> '{{}}' AS NUMERIC)"
+    return (
+        f"(CASE WHEN {number} >= 1.7976931348623158079e308 THEN CAST('Infinity' AS DOUBLE PRECISION) "
+        f"WHEN {number} <= -1.7976931348623158079e308 THEN CAST('-Infinity' AS DOUBLE PRECISION) "
+        f"WHEN abs({number}) < 2.4703282292062328e-324 THEN CAST(0 AS DOUBLE PRECISION) "
+        f"ELSE CAST({number} AS DOUBLE PRECISION) END)"
+    )
+
+
 @compiles(JsonNumber, "postgresql")
 def _pg_number(element: JsonNumber, compiler: SQLCompiler, **kw: Any) -> str:
     value = _pg_value(compiler, element, **kw)
-    return (
-        f"(CASE WHEN jsonb_typeof({value}) = 'number' THEN CAST({value} #>> '{{}}' AS DOUBLE PRECISION) END)"
-    )
+    return f"(CASE WHEN jsonb_typeof({value}) = 'number' THEN {_pg_double(value)} END)"
 
 
 @compiles(JsonBoolean, "postgresql")
@@ -263,7 +274,12 @@ def _sqlite_array_has(element: JsonArrayHas, compiler: SQLCompiler, **kw: Any) -
 
 _PG_ELEMENT = {
     "string": "jsonb_typeof(je.v) = 'string' AND je.v #>> '{{}}' = {v}",
-    "number": "jsonb_typeof(je.v) = 'number' AND CAST(je.v #>> '{{}}' AS DOUBLE PRECISION) = {v}",
+    # CASE, not AND: PostgreSQL may evaluate either side of an AND first, and the cast raises on text.
+    "number": (
+        "CASE WHEN jsonb_typeof(je.v) = 'number' THEN "
+        + _pg_double("je.v").replace("{", "{{").replace("}", "}}")
+        + " = {v} ELSE false END"
+    ),
     "boolean": "jsonb_typeof(je.v) = 'boolean' AND je.v #>> '{{}}' = {v}",
 }
 
