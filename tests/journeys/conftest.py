@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from overture.data.source import get_source
 from overture.db.context import AppContext
 from overture.runtime import jobs
-from overture.runtime.models import Job, JobStatus, OutboxMessage, OutboxStatus
+from overture.runtime.models import Job, JobStatus, OutboxMessage, OutboxStatus, ScheduleRow
 from tests.conftest import WorkspaceFixture
 from tests.delivery.conftest import Receiver, receiver  # noqa: F401  (the local webhook receiver fixture)
 
@@ -118,9 +118,10 @@ class Api:
 @pytest.fixture
 def api(client: TestClient, ctx: AppContext, workspace: WorkspaceFixture) -> Iterator[Api]:
     yield Api(client, ctx, workspace)
-    # The job queue and the outbox are process-wide: leave nothing of this test's workspace for a
-    # later test's `drain` or `dispatch_once` to pick up (and be slowed or confused by).
+    # The job queue, the schedules and the outbox are process-wide: leave nothing of this test's
+    # workspace for a later test's `drain`, `tick` or `dispatch_once` to pick up.
     with ctx.transaction() as session:
+        session.execute(sa.delete(ScheduleRow).where(ScheduleRow.workspace_id == workspace.id))
         session.execute(
             sa.update(Job)
             .where(Job.workspace_id == workspace.id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
