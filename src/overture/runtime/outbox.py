@@ -24,9 +24,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -297,14 +296,9 @@ class _ClaimKeeper:
                         self.claims[token] = (fences, lease, now)
 
 
-@contextmanager
-def _held(ctx: AppContext, batch: Sequence[_Claimed], lease: timedelta) -> Iterator[None]:
+def _keeper(ctx: AppContext) -> _ClaimKeeper:
     keeper: _ClaimKeeper = ctx.service("runtime.outbox.claim_keeper", _ClaimKeeper)
-    token = keeper.hold(batch, lease)
-    try:
-        yield
-    finally:
-        keeper.release(token)
+    return keeper
 
 
 def _error(text: str | None) -> str:
@@ -434,12 +428,13 @@ def dispatch_once(
     register(ctx)
     send = sender or send_batch
     recover_lost(ctx)
+    keeper = _keeper(ctx)
     destinations: dict[str, Any] = {}  # read once per call, not once per batch
     prefetch = _ledger_thread(ctx)
     processed = 0
     # Crash survivors are looked for on the first claim of a call; later claims take pending.
-    claimed = _claim(ctx, min(batch_size, limit), lease)
-    upcoming: Future[list[_Claimed]] | None = None
+    claimed, token = _claim_held(ctx, keeper, min(batch_size, limit), lease, True)
+    upcoming: Future[tuple[list[_Claimed], int]] | None = None
     try:
         while claimed:
             processed += len(claimed)
@@ -447,22 +442,33 @@ def dispatch_once(
             # duplicate: if we die it is resent once, and was not delivered before).
             if processed < limit:
                 upcoming = prefetch.submit(
-                    _claim, ctx, min(batch_size, limit - processed), lease, unknown=False
+                    _claim_held, ctx, keeper, min(batch_size, limit - processed), lease, False
                 )
             by_destination: dict[str, list[_Claimed]] = {}
             for c in claimed:
                 by_destination.setdefault(c.destination_id, []).append(c)
-            with _held(ctx, claimed, lease):
+            try:
                 for destination_id, batch in by_destination.items():
                     _dispatch_batch(ctx, destinations, destination_id, batch, send)
-            claimed = upcoming.result() if upcoming is not None else []
+            finally:
+                keeper.release(token)
+            claimed, token = upcoming.result() if upcoming is not None else ([], 0)
             upcoming = None
     finally:
         if upcoming is not None:  # an error above: give the prefetched batch back unsent
-            leftover = upcoming.result()
+            leftover, leftover_token = upcoming.result()
+            keeper.release(leftover_token)
             if leftover:
                 _release(ctx, leftover, ctx.clock.now())
     return processed
+
+
+def _claim_held(
+    ctx: AppContext, keeper: _ClaimKeeper, limit: int, lease: timedelta, unknown: bool
+) -> tuple[list[_Claimed], int]:
+    """Claim a batch and put it under the keeper at once (so a prefetched batch keeps its claim too)."""
+    claimed = _claim(ctx, limit, lease, unknown=unknown)
+    return claimed, keeper.hold(claimed, lease) if claimed else 0
 
 
 def _ledger_thread(ctx: AppContext) -> ThreadPoolExecutor:
