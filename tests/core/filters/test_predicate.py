@@ -328,3 +328,33 @@ def test_condition_equality__boolean_is_not_number() -> None:
     )
     assert to_predicate(parse({"field": "x", "operator": "is", "value": 1}))({"x": 1}) is True
     assert to_predicate(parse({"field": "x", "operator": "is", "value": True}))({"x": 1}) is False
+
+
+def _largest_trees() -> list[Any]:
+    """The deepest (32 levels) and the widest (500 nodes) trees the parser accepts, with long paths."""
+    leaf = {"field": "a.b.c.d.e.f.g.h", "operator": "in", "value": ["x", 1, True, "2024-01-01"]}
+    deep: Any = leaf
+    for i in range(31):
+        deep = {"not": deep} if i % 3 == 2 else {("all", "any")[i % 3]: [deep, leaf]}
+    groups = [
+        {
+            "all": [
+                leaf,
+                {"field": "user.plan", "operator": "is", "value": f"p{i}"},
+                {"field": "t", "operator": "within_last", "value": "1d"},
+                {"field": "n", "operator": "between", "value": [i, i + 1]},
+            ]
+        }
+        for i in range(99)
+    ]
+    return [deep, {"any": groups}]
+
+
+def test_predicate__largest_trees__compile_and_evaluate() -> None:
+    deep, wide = (parse(raw) for raw in _largest_trees())
+    nested = {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": "x"}}}}}}}}
+    assert to_predicate(deep)(nested) in (True, False)
+    pred = to_predicate(wide, now=clock)
+    assert pred({}) is False
+    assert pred({**nested, "user": {"plan": "p7"}, "t": NOW, "n": 7.5}) is True
+    assert pred({**nested, "user": {"plan": "p7"}, "t": NOW, "n": 9}) is False

@@ -256,3 +256,20 @@ def test_to_sql__json_numbers_beyond_double_range__no_error_same_answer(
             conn.execute(profiles.insert().values(id=1, j1=text))
             expected, got = compare(conn, node, rows, [], NOW)
         assert got == expected, raw
+
+
+@pytest.mark.parametrize("dialect_name", ["sqlite", "postgresql", "duckdb"])
+def test_to_sql__largest_trees__compile_on_every_dialect(dialect_name: str) -> None:
+    from duckdb_engine import Dialect as DuckDBDialect
+
+    from .test_predicate import _largest_trees
+
+    dialect = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect(), "duckdb": DuckDBDialect()}
+    model = SqlModel(
+        columns={"a": profiles.c.j1, "user.plan": profiles.c.s1, "t": profiles.c.t1, "n": profiles.c.n2}
+    )
+    for raw in _largest_trees():
+        expression = to_sql(parse(raw), model, now=NOW)
+        assert "SELECT" in str(
+            sa.select(profiles.c.id).where(expression).compile(dialect=dialect[dialect_name])
+        )

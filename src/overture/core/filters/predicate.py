@@ -49,11 +49,21 @@ class _Gen:
     def __init__(self, now: Clock | None) -> None:
         self.now = now
         self.names: dict[str, object] = {}
+        self.seen: dict[object, str] = {}
         self.counter = 0
 
     def const(self, value: object) -> str:
-        name = f"c{len(self.names)}"
-        self.names[name] = value
+        # One name per distinct constant (keys, type sets and helpers repeat across conditions): a big
+        # tree otherwise closes over thousands of cells, which CPython compiles slowly.
+        try:
+            key: object = (type(value), value)
+            hash(key)
+        except TypeError:
+            key = ("id", id(value))
+        name = self.seen.get(key)
+        if name is None:
+            name = self.seen[key] = f"c{len(self.names)}"
+            self.names[name] = value
         return name
 
     def var(self) -> str:
@@ -93,6 +103,9 @@ class _Gen:
         if isinstance(node, Not):
             return f"(not {self.expr(node.child, record)})"
         if isinstance(node, Condition):
+            # A condition's temporaries are dead once it has been evaluated, so every condition reuses the
+            # same few local names (thousands of distinct locals make CPython compile big trees slowly).
+            self.counter = 0
             positive = NEGATED_OPERATORS.get(node.operator)
             if positive is not None:
                 return f"(not {MATCHERS_BY_OPERATOR[positive](self, node, self.lookup(node.field, record))})"
@@ -104,6 +117,9 @@ class _Gen:
     def lookup(self, field: str, record: str) -> str:
         """Expression for the value at a dotted path; None when any step is missing or not a mapping."""
         keys = field.split(".")
+        if len(keys) > 3:
+            # Rare and long: one helper call keeps the generated source (and its compile time) small.
+            return f"{self.const(_dig)}({record}, {self.const(tuple(keys))})"
         expr = f"{record}.get({self.const(keys[0])})"
         for key in keys[1:]:
             tmp = self.var()
@@ -122,6 +138,14 @@ class _Gen:
 
 def _get(value: object, key: str) -> object:
     return value.get(key) if isinstance(value, Mapping) else None
+
+
+def _dig(value: object, keys: tuple[str, ...]) -> object:
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
 
 
 def _event_counter(
