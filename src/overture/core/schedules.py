@@ -34,6 +34,7 @@ __all__ = [
     "Schedule",
     "ScheduleError",
     "WeeklySchedule",
+    "last_working_day",
     "next_local_time",
     "parse_schedule",
     "resolve_local",
