@@ -3,6 +3,7 @@ several workers on PostgreSQL, a worker paused (SIGSTOP) past its lease. Bounded
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -87,14 +88,20 @@ class Spawner:
             text=True,
             env={k: v for k, v in os.environ.items() if not k.startswith("OVERTURE_")},
         )
+        self.pids: list[int] = []
 
     def spawn(self, argv: list[str]) -> int:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps(argv) + "\n")
         self.proc.stdin.flush()
-        return int(self.proc.stdout.readline().split()[1])
+        pid = int(self.proc.stdout.readline().split()[1])
+        self.pids.append(pid)
+        return pid
 
     def close(self) -> None:
+        for pid in self.pids:  # whatever a failed test left running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.kill()
         self.proc.wait(10)
 

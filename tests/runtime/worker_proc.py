@@ -7,6 +7,8 @@ once its threads run, and stops gracefully on SIGTERM."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -49,15 +51,24 @@ def slow(ctx: AppContext, job: JobContext) -> None:
     print(f"DONE {job.id} {job.attempt}", flush=True)
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the spawner goes (a test that failed or was killed
+    never leaves workers behind)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def spawner() -> None:
     """Fork workers on request, so each starts in milliseconds with every module already imported
     (the kill -9 test restarts a worker twenty times). Reads one JSON argument list per line on
     stdin, answers `PID <n>`; the child's stdout/stderr go to the files named by --out/--err."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    _die_with_parent()  # and the spawner goes with the test process
     for line in sys.stdin:
         argv = json.loads(line)
         pid = os.fork()
         if pid == 0:
+            _die_with_parent()
             out = os.open(argv[argv.index("--out") + 1], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             err = os.open(argv[argv.index("--err") + 1], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             os.dup2(out, 1)
