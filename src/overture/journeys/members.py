@@ -25,7 +25,7 @@ import hashlib
 import itertools
 import logging
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -276,15 +276,6 @@ class MemberStore:
         )
 
     # -- the pass ----------------------------------------------------------------------------------
-    def ready(self, tile_id: str, now: datetime) -> sa.ColumnElement[bool]:
-        """Active members standing on `tile_id` that may leave it now (no wait, or the wait is over)."""
-        m = self.members
-        return sa.and_(
-            m.c.status == ACTIVE,
-            m.c.tile_id == tile_id,
-            sa.or_(m.c.wait_until.is_(None), m.c.wait_until <= now),
-        )
-
     def _has_profile(self, relation: Relation, *criteria: sa.ColumnElement[bool]) -> sa.Exists:
         query = sa.select(sa.literal(1)).select_from(relation.rows)
         return sa.exists(query.where(relation.key == self.members.c.member_id, *criteria))
@@ -792,8 +783,3 @@ def _join_tokens(tokens: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[st
 def _rowcount(result: sa.CursorResult[Any]) -> int:
     count = result.rowcount
     return int(count) if count is not None and count >= 0 else 0
-
-
-def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

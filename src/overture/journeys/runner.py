@@ -1,24 +1,23 @@
 """Executing one run: a handful of set-based statements in the data source, one transaction per step.
 
-Order of a run (all at the run's logical instant, `started_at`, also on a resumed attempt):
+A run happens at its logical instant (`started_at`, kept by a resumed attempt) and is made of:
 
-1. exits: members on tiles the definition no longer has (tile_removed), members whose profile is
-   gone (profile_missing), members matching the exit criteria (exit_criteria);
-2. entries (not while draining): profiles matching the entry criteria and not the exit criteria,
-   respecting the entry tile's `reentry`;
-3. the walk: tiles in topological order; at each, the members ready there (not waiting) move on in
-   one statement — a filter by its criteria joined against the profiles, a split by an md5 bucket of
-   (journey, tile, member) computed in SQL, a wait when its deadline passed, an exit (or a tile
-   without out-edges) completes them. Because the order is topological, a member crosses every
-   instantaneous tile in one run and stops on the first wait not yet over.
+1. a first *pass*, one transaction: remove the members that must leave (on a tile the definition no
+   longer has, without a profile, matching the exit criteria); then one SELECT walks every member
+   that can move — new entrants (unless draining), members whose wait is over — through the DAG
+   level by level (filters by their criteria joined against the profiles, splits by an md5 bucket
+   computed in SQL, waits reached now start their deadline), and the result is applied with one
+   UPDATE, one INSERT of new members and one INSERT of history;
+2. syncs: members standing on a sync tile are sent in batches, then moved on; another pass carries
+   them further; repeated until a round syncs nobody (at most one round per sync tile on a path).
 
-A sync tile is the one step that spans two databases: per batch of members, the outbox messages
-(application database, idempotency key = journey, tile, member, entry number) commit first, then the
-members advance (data source). A crash between the two leaves the members on the sync tile; the
-retry writes the same keys, which the outbox skips, and advances them: nothing lost, nothing twice.
+A sync batch is the one step that spans two databases: the outbox messages (application database,
+idempotency key = journey, tile, member, entry number) commit first, then the members advance (data
+source). A crash between the two leaves the members on the sync tile; the retry writes the same keys,
+which the outbox skips, and advances them: nothing lost, nothing sent twice.
 
 Between steps the run checks whether it was cancelled, its journey paused or deleted, or its job
-lost; every step being one transaction, each member always stands on a consistent tile.
+lost; every step being one transaction, each member always stands on a tile it really reached.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ from overture.journeys.lifecycle import RUNNABLE, UNFINISHED_RUN, JourneyStatus,
 from overture.journeys.members import Layout, MemberStore, Relation, Step, naive_utc
 from overture.journeys.models import Journey, JourneyRun
 from overture.runtime import outbox
+from overture.runtime.jobs import JobCancelled, JobInterrupted, LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,10 @@ def execute_run(
     execution = _Execution(ctx, run_id, plan, run_now, check or (lambda: None))
     try:
         execution.run()
+    except (LeaseLost, JobInterrupted):
+        raise  # another worker owns the run now, or this one stops: the run resumes elsewhere
+    except JobCancelled:
+        return _stop(ctx, run_id, "cancelled by request")
     except RunStopped as stop:
         return _stop(ctx, run_id, str(stop))
     except NeedsHuman as exc:
@@ -429,41 +433,25 @@ def _jsonable(value: Any) -> Any:
 
 
 # -- outcomes --------------------------------------------------------------------------------------
-def _final_counts(ctx: AppContext, run_id: str, plan_or_none: Plan | None, failed: int) -> dict[str, int]:
-    if plan_or_none is None:
-        return service.run_counts({}, failed)
-    store = MemberStore(get_source(ctx), plan_or_none.workspace_id, plan_or_none.journey_id)
-    try:
-        with store.source.connect() as conn:
-            events = store.run_counts(conn, run_id) if store.exists(conn) else {}
-    except OvertureError:
-        events = {}
-    return service.run_counts(events, failed)
-
-
-def _plan_of(ctx: AppContext, run_id: str) -> Plan | None:
+def _final_counts(ctx: AppContext, run_id: str, failed: int) -> dict[str, int]:
+    """The run's counts summed from the steps it committed in the data source (best effort when
+    the source is what failed)."""
     with ctx.transaction(write=False) as session:
         run = session.get(JourneyRun, run_id)
-        journey = session.get(Journey, run.journey_id) if run is not None else None
-        if journey is None:
-            return None
-        return Plan(
-            journey_id=journey.id,
-            workspace_id=journey.workspace_id,
-            parent_model_id=journey.parent_model_id,
-            admits=False,
-            tiles={},
-            order=[],
-            out={},
-            entry_tile="",
-            reentry="never",
-            entry_criteria=None,
-            exit_criteria=None,
-        )
+        ids = (run.workspace_id, run.journey_id) if run is not None else None
+    if ids is None:
+        return service.run_counts({}, failed)
+    store = MemberStore(get_source(ctx), *ids)
+    try:
+        with store.source.connect() as conn:
+            steps = store.run_counts(conn, run_id) if store.exists(conn) else {}
+    except OvertureError:
+        steps = {}
+    return service.run_counts(steps, failed)
 
 
 def _finish(ctx: AppContext, run_id: str, execution: _Execution) -> str:
-    counts = _final_counts(ctx, run_id, execution.plan, 0)
+    counts = _final_counts(ctx, run_id, 0)
     with execution.source.connect() as conn:
         still_active = execution.store.active_count(conn)
     with ctx.transaction(workspace_id=execution.plan.workspace_id) as session:
@@ -483,7 +471,7 @@ def _finish(ctx: AppContext, run_id: str, execution: _Execution) -> str:
 
 
 def _stop(ctx: AppContext, run_id: str, reason: str) -> str:
-    counts = _final_counts(ctx, run_id, _plan_of(ctx, run_id), 0)
+    counts = _final_counts(ctx, run_id, 0)
     with ctx.transaction() as session:
         run = session.get(JourneyRun, run_id)
         if run is None:
@@ -498,7 +486,7 @@ def _stop(ctx: AppContext, run_id: str, reason: str) -> str:
 
 def _fail(ctx: AppContext, run_id: str, message: str, *, needs_human: bool, failed: int) -> str:
     log.warning("journey run %s failed: %s", run_id, message)
-    counts = _final_counts(ctx, run_id, _plan_of(ctx, run_id), failed)
+    counts = _final_counts(ctx, run_id, failed)
     with ctx.transaction() as session:
         run = session.get(JourneyRun, run_id)
         if run is None:

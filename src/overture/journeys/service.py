@@ -108,10 +108,6 @@ class _ModelView:
         return None
 
 
-def _criteria_present(raw: Any) -> bool:
-    return raw not in (None, {}, [])
-
-
 def _check_at_save(ctx: AppContext, session: Session, journey: Journey) -> None:
     """Refuse (422, naming the field) what is malformed; incomplete drafts pass (see validation)."""
     view = _ModelView(ctx, session, journey.parent_model_id)
