@@ -358,7 +358,8 @@ def test_agreement__behavioural_trees__predicate_equals_sql(
     check_agreement(engine, data, raws)
 
 
-# CI runs a bounded long run (100 examples per backend); set OVERTURE_LONG_EXAMPLES=5000 for a deeper search before a release.
+# CI runs a bounded long run (100 examples per backend);
+# set OVERTURE_LONG_EXAMPLES=5000 for a deeper search before a release.
 LONG_EXAMPLES = int(os.environ.get("OVERTURE_LONG_EXAMPLES", "100"))
 
 
