@@ -14,6 +14,16 @@ from overture.data.source import EVENTS_TABLE, Column, TableRef, get_source
 from overture.db.context import AppContext
 from overture.errors import TooLarge
 
+#: The events table's columns, in insert order (the demo loader writes the same table).
+EVENT_COLUMNS = [
+    Column("workspace_id", "VARCHAR", "string"),
+    Column("entity_id", "VARCHAR", "string"),
+    Column("event", "VARCHAR", "string"),
+    Column("timestamp", "TIMESTAMP WITH TIME ZONE", "timestamp"),
+    Column("properties", "JSON", "json"),
+    Column("received_at", "TIMESTAMP WITH TIME ZONE", "timestamp"),
+]
+
 __all__ = ["EventIn", "record_events"]
 
 
@@ -40,14 +50,6 @@ def record_events(ctx: AppContext, workspace_id: str, events: Sequence[EventIn])
         }
         for e in events
     ]
-    columns = [
-        Column("workspace_id", "VARCHAR", "string"),
-        Column("entity_id", "VARCHAR", "string"),
-        Column("event", "VARCHAR", "string"),
-        Column("timestamp", "TIMESTAMP WITH TIME ZONE", "timestamp"),
-        Column("properties", "JSON", "json"),
-        Column("received_at", "TIMESTAMP WITH TIME ZONE", "timestamp"),
-    ]
     with source.begin() as conn:
-        source.insert_rows(conn, TableRef(EVENTS_TABLE), columns, rows)
+        source.insert_rows(conn, TableRef(EVENTS_TABLE), EVENT_COLUMNS, rows)
     return len(rows)

@@ -22,6 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from overture.data.events import EVENT_COLUMNS
 from overture.data.models import EntityModel
 from overture.data.records import jsonable, merge_rows
 from overture.data.service import COLUMN_NAME, COLUMN_TYPES, ensure_managed_model, get_model_by_name
@@ -532,14 +533,6 @@ def _load_events(
             {**params, **meta},
         )
         return int(result.rowcount)
-    columns = [
-        Column("workspace_id", "VARCHAR", "string"),
-        Column("entity_id", "VARCHAR", "string"),
-        Column("event", "VARCHAR", "string"),
-        Column("timestamp", "TIMESTAMP WITH TIME ZONE", "timestamp"),
-        Column("properties", "JSON", "json"),
-        Column("received_at", "TIMESTAMP WITH TIME ZONE", "timestamp"),
-    ]
     count = 0
     with _duck_reader(ctx) as duck:
         result = duck.execute(sa.text(DEMO_EVENTS_SQL), params)
@@ -558,6 +551,6 @@ def _load_events(
                 }
                 for r in batch
             ]
-            source.insert_rows(conn, TableRef(EVENTS_TABLE), columns, rows)
+            source.insert_rows(conn, TableRef(EVENTS_TABLE), EVENT_COLUMNS, rows)
             count += len(rows)
     return count
