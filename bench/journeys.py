@@ -44,7 +44,6 @@ from overture.journeys import service as journeys
 from overture.journeys.lifecycle import Action, RunTrigger
 from overture.journeys.models import Journey
 from overture.journeys.schemas import JourneyCreate
-from overture.runtime.clock import register
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TABLE = "bench_customers"
@@ -99,7 +98,6 @@ def context(data_url: str) -> Iterator[AppContext]:
         settings = Settings(home=Path(home), data_url=data_url, run_workers=False)
         ctx = AppContext.from_settings(settings)
         migrate.upgrade(settings.resolved_database_url, ctx.engine)
-        register(ctx)
         try:
             yield ctx
         finally:

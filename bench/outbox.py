@@ -36,7 +36,6 @@ from overture.delivery.adapters.webhook import CONCURRENCY
 from overture.delivery.messages import Message
 from overture.delivery.models import Destination
 from overture.delivery.service import send_batch
-from overture.runtime.clock import register
 from overture.runtime.models import OutboxMessage, OutboxStatus
 from overture.runtime.outbox import OutboxItem, dispatch_once, enqueue
 
@@ -99,7 +98,6 @@ def main() -> None:
     )
     ctx = AppContext.from_settings(settings)
     migrate.upgrade(settings.resolved_database_url, ctx.engine)
-    register(ctx)
     receiver = ReceiverProcess(home / "received.log")
     try:
         with ctx.transaction() as session:

@@ -6,6 +6,9 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+#: "As soon as possible": due under any clock, real or frozen, and ahead of everything scheduled.
+ASAP = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
@@ -39,12 +42,3 @@ class FrozenClock:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def isoformat_z(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a trailing Z (the HTTP convention of every surface)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from overture.core.filters import FilterError
 
 
 class OvertureError(Exception):
@@ -61,3 +64,11 @@ class Unavailable(OvertureError):
 
     status_code = 503
     code = "unavailable"
+
+
+def invalid_filter(exc: FilterError, *, prefix: str | None = None) -> Invalid:
+    """The one translation of a filter-language error to a 422: the message and `field` name the
+    path in the request (``filter.all[2].operator``); `prefix` roots a path that starts inside the
+    filter (``audiences[0].filters``)."""
+    path = f"{prefix}.{exc.path}" if prefix and exc.path else (prefix or exc.path)
+    return Invalid(f"{path}: {exc.message}" if path else exc.message, field=path or None)

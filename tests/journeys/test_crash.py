@@ -177,13 +177,11 @@ WORKER = textwrap.dedent(
     from overture.db.context import AppContext
     from overture.journeys import runner
     from overture.runtime import jobs
-    from overture.runtime.clock import register
 
     runner.SYNC_BATCH = 1000
     home, db_url, data_url = sys.argv[1:4]
     settings = Settings(home=home, database_url=db_url, data_url=data_url, egress_allow=["127.0.0.1/32"])
     ctx = AppContext.from_settings(settings)
-    register(ctx)
     import_all()
     print("ready", flush=True)
     while True:

@@ -25,7 +25,6 @@ from overture.db import migrate
 from overture.db.base import new_id
 from overture.db.context import AppContext
 from overture.delivery.models import Destination
-from overture.runtime.clock import register
 from overture.runtime.models import Job, JobStatus, OutboxMessage, OutboxStatus
 from overture.runtime.outbox import OutboxItem, enqueue
 from tests.conftest import PG_URL
@@ -70,7 +69,6 @@ def _context(url: str, home: Path) -> AppContext:
         Settings(home=home, database_url=url, egress_allow=["127.0.0.1/32"], run_workers=False)
     )
     migrate.upgrade(url, ctx.engine)
-    register(ctx)
     with ctx.transaction() as session:
         session.execute(sa.text(EFFECTS_DDL))
     return ctx

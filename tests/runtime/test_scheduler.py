@@ -14,7 +14,6 @@ from overture.clock import FrozenClock
 from overture.config import Settings
 from overture.db.context import AppContext
 from overture.errors import Invalid
-from overture.runtime.clock import register
 from overture.runtime.models import Job, JobStatus, ScheduleRow
 from overture.runtime.scheduler import get_schedule, remove_schedule, set_schedule, slot_key, tick
 from tests.conftest import WorkspaceFixture
@@ -176,8 +175,6 @@ def test_three_schedulers_over_advancing_clock__every_slot_once(
         _save(ctx, workspace.id, owner, spec)
     settings: Settings = ctx.settings
     contexts = [AppContext.from_settings(settings, clock=frozen_clock) for _ in range(3)]
-    for c in contexts:
-        register(c)
     steps = 2 * 24 * 8  # eight days in 30-minute steps
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []
@@ -207,7 +204,6 @@ def test_three_schedulers_over_advancing_clock__every_slot_once(
         for c in contexts:
             c.close()
     assert not errors
-    register(ctx)
     # Then every slot between start and end fired exactly once (jobs have unique slot keys).
     from overture.core.schedules import parse_schedule
 

@@ -21,7 +21,6 @@ from overture.config import Settings
 from overture.db import migrate
 from overture.db.context import AppContext
 from overture.delivery.models import Destination
-from overture.runtime.clock import register
 from overture.runtime.jobs import JobContext, enqueue_job, job_handler
 from overture.runtime.models import Job, JobStatus, OutboxMessage, OutboxStatus
 from overture.runtime.outbox import OutboxItem, enqueue
@@ -44,7 +43,6 @@ def _env(home: Path) -> dict[str, str]:
 def _home_context(home: Path, run_workers: bool = False) -> AppContext:
     ctx = AppContext.from_settings(Settings(home=home, run_workers=run_workers, worker_concurrency=1))
     migrate.upgrade(ctx.settings.resolved_database_url, ctx.engine)
-    register(ctx)
     return ctx
 
 

@@ -24,7 +24,6 @@ from overture.delivery.router import router as destinations_router
 from overture.errors import OvertureError
 from overture.journeys.router import router as journeys_router
 from overture.paywalls import router as paywalls
-from overture.runtime.clock import register as register_runtime
 from overture.runtime.worker import Runtime
 from overture.segments.router import router as segments_router
 
@@ -33,7 +32,6 @@ log = logging.getLogger(__name__)
 
 def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) -> FastAPI:
     ctx = ctx or AppContext.from_settings(Settings())
-    register_runtime(ctx)
     import_all_tasks()
     if run_migrations:
         migrate.upgrade(ctx.settings.resolved_database_url, ctx.engine)

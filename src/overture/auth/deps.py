@@ -11,11 +11,10 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from sqlalchemy.orm import Session
 
 from overture.auth.service import Caller, KeyAuthenticator
 from overture.db.context import AppContext
-from overture.db.engine import bind_workspace
+from overture.db.session import Session
 from overture.errors import NotFound, Unauthorized
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -27,7 +26,7 @@ def get_ctx(request: Request) -> AppContext:
 
 
 def _authenticator(ctx: AppContext) -> KeyAuthenticator:
-    auth: KeyAuthenticator = ctx.service("authenticator", lambda c: KeyAuthenticator(c.sessions))
+    auth: KeyAuthenticator = ctx.service("authenticator", lambda c: KeyAuthenticator(c.sessions, c.clock))
     return auth
 
 
@@ -82,20 +81,12 @@ def require(scope: str) -> Callable[[Caller], Caller]:
 def get_session(
     request: Request, caller: CurrentCaller, ctx: Annotated[AppContext, Depends(get_ctx)]
 ) -> Iterator[Session]:
-    """The request's unit of work: commits when the endpoint returns, rolls back if it raises.
-    Writing requests take the SQLite write lock at BEGIN so concurrent writers queue, not fail."""
-    session = ctx.sessions()
-    if request.method not in READ_METHODS:
-        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-    bind_workspace(session, caller.workspace_id)
-    try:
+    """The request's unit of work (`overture.db.engine.transaction`), bound to the caller's
+    workspace. Writing requests take the SQLite write lock at BEGIN so concurrent writers queue."""
+    with ctx.transaction(
+        write=request.method not in READ_METHODS, workspace_id=caller.workspace_id
+    ) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 DbSession = Annotated[Session, Depends(get_session, scope="function")]

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from overture.auth.models import ApiKey, Workspace
 from overture.auth.scopes import ADMIN, PUBLIC_SCOPES, grants, unknown_scopes
-from overture.db.base import utcnow
+from overture.clock import Clock, SystemClock
 from overture.db.engine import transaction
 from overture.db.notify import bus
+from overture.db.session import Session
 from overture.errors import Forbidden, Invalid, NotFound, Unauthorized
 
 KEY_TOPIC = "api_keys"
@@ -85,7 +86,7 @@ def create_key(
         key_hash=hash_key(token),
         scopes=sorted(set(scopes)),
         public=public,
-        created_at=utcnow(),
+        created_at=session.now(),
     )
     session.add(key)
     session.flush()
@@ -100,7 +101,7 @@ def revoke_key(session: Session, key_id: str) -> None:
     key = session.get(ApiKey, key_id)
     if key is None or key.revoked_at is not None:
         raise NotFound("API key not found")
-    key.revoked_at = utcnow()
+    key.revoked_at = session.now()
     bus.publish_on_commit(session, KEY_TOPIC, key.workspace_id)
 
 
@@ -115,8 +116,9 @@ class KeyAuthenticator:
     not pay a database read per request) and dropped the moment any key of their workspace is
     revoked, in this process and, on PostgreSQL, in every other."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock | None = None) -> None:
         self._sessions = sessions
+        self._clock = clock or SystemClock()
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
         self._generation = 0  # bumped on invalidation; a load that raced a revocation is not cached
@@ -135,7 +137,7 @@ class KeyAuthenticator:
         cached = self._cache.get(digest)
         if cached is None:
             cached = self._load(token, digest)
-        now = utcnow()
+        now = self._clock.now()
         if cached.last_used_at is None or now - cached.last_used_at > LAST_USED_RESOLUTION:
             cached.last_used_at = now
             self._touch(cached.caller.key_id, now)

@@ -36,7 +36,9 @@ __all__ = [
     "WeeklySchedule",
     "last_working_day",
     "next_local_time",
+    "parse_hhmm",
     "parse_schedule",
+    "parse_zone",
     "resolve_local",
 ]
 
@@ -55,13 +57,14 @@ class ScheduleError(ValueError):
         self.message = message
 
 
-def _zone(name: object) -> ZoneInfo:
+def parse_zone(name: object, field: str = "timezone") -> ZoneInfo:
+    """An IANA zone; ScheduleError naming `field` otherwise."""
     if not isinstance(name, str) or not name:
-        raise ScheduleError("timezone", "must be an IANA timezone name such as Europe/Paris")
+        raise ScheduleError(field, "must be an IANA timezone name such as Europe/Paris")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError("timezone", f"unknown timezone {name!r}")
+        raise ScheduleError(field, f"unknown timezone {name!r}")
 
 
 def _require_aware(t: datetime) -> None:
@@ -137,7 +140,8 @@ class _WallClockSchedule(Schedule):
         return None
 
 
-def _hhmm(raw: object, field: str = "time") -> time:
+def parse_hhmm(raw: object, field: str = "time") -> time:
+    """A 24-hour `HH:MM` wall time; ScheduleError naming `field` otherwise."""
     if not isinstance(raw, str) or not _TIME_RE.match(raw):
         raise ScheduleError(field, "must be a 24-hour time HH:MM, e.g. 09:00")
     hours, minutes = raw.split(":")
@@ -208,7 +212,7 @@ class DailySchedule(_WallClockSchedule):
     kind = "daily"
 
     def _candidates(self, start: datetime) -> Iterator[datetime]:
-        at = _hhmm(self.time)
+        at = parse_hhmm(self.time)
         day = start.date()
         while True:
             yield datetime.combine(day, at)
@@ -228,7 +232,7 @@ class WeeklySchedule(_WallClockSchedule):
     kind = "weekly"
 
     def _candidates(self, start: datetime) -> Iterator[datetime]:
-        at = _hhmm(self.time)
+        at = parse_hhmm(self.time)
         day = start.date()
         # Python's weekday() is 0=Mon; ours is 0=Sun.
         day += timedelta(days=(self.day_of_week - (day.weekday() + 1) % 7) % 7)
@@ -263,7 +267,7 @@ class MonthlySchedule(_WallClockSchedule):
     kind = "monthly"
 
     def _candidates(self, start: datetime) -> Iterator[datetime]:
-        at = _hhmm(self.time)
+        at = parse_hhmm(self.time)
         year, month = start.year, start.month
         while True:
             if self.day_of_month == LAST_WORKING_DAY:
@@ -310,7 +314,7 @@ def _parse_cron(expr: object, timezone: object) -> CronSchedule:
     if not valid:
         raise ScheduleError("cron", f"invalid cron expression {expr!r}")
     tz_name = "UTC" if timezone is None else timezone
-    _zone(tz_name)
+    parse_zone(tz_name)
     schedule = CronSchedule(cron=expr, timezone=str(tz_name))
     try:  # "0 0 30 2 *" parses but never fires: refuse it at save, not at run time.
         croniter(expr, datetime(2000, 1, 1)).get_next(datetime)
@@ -331,10 +335,10 @@ def _parse_send_at(raw: object, timezone: object) -> datetime:
         raise ScheduleError("send_at", "is required: an ISO-8601 date-time")
     if value.tzinfo is None:
         # A wall-clock send_at reads in its timezone (UTC when none is given), with the DST rules.
-        tz = _zone(timezone) if timezone is not None else ZoneInfo("UTC")
+        tz = parse_zone(timezone) if timezone is not None else ZoneInfo("UTC")
         return resolve_local(value, tz)
     if timezone is not None:
-        _zone(timezone)
+        parse_zone(timezone)
     return value.astimezone(UTC)
 
 
@@ -371,8 +375,8 @@ def parse_schedule(raw: str | Mapping[str, Any]) -> Schedule:
         return OnceSchedule(send_at=_parse_send_at(raw.get("send_at"), timezone))
     if kind == "cron":
         return _parse_cron(raw.get("cron"), timezone)
-    _hhmm(raw.get("time"))
-    _zone(timezone)
+    parse_hhmm(raw.get("time"))
+    parse_zone(timezone)
     assert isinstance(timezone, str)
     when = str(raw["time"])
     if kind == "daily":
@@ -384,8 +388,8 @@ def parse_schedule(raw: str | Mapping[str, Any]) -> Schedule:
 
 def next_local_time(after: datetime, hhmm: str, tz: str) -> datetime:
     """The next instant after `after` at which the wall clock in `tz` reads `hhmm` (DST rules apply)."""
-    _hhmm(hhmm)
-    _zone(tz)
+    parse_hhmm(hhmm)
+    parse_zone(tz)
     result = DailySchedule(time=hhmm, timezone=tz).next_after(after)
     assert result is not None  # a daily time always comes round again
     return result

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
+from overture.clock import utcnow
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -50,10 +52,6 @@ def new_id(prefix: str | None = None) -> str:
     return str(uuid.uuid4())
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
@@ -61,7 +59,7 @@ class Base(DeclarativeBase):
 
 class WorkspaceScoped:
     """Rows owned by one workspace. Sessions opened for a caller filter these automatically
-    (see `overture.db.session.scope_session_to_workspace`), so no query can leak across tenants."""
+    (see `overture.db.engine`, `_scope_to_workspace`), so no query can leak across tenants."""
 
     @declared_attr
     def workspace_id(cls) -> Mapped[str]:
@@ -71,6 +69,9 @@ class WorkspaceScoped:
 
 
 class Timestamped:
+    """Stamped from the session's clock at flush (`overture.db.session`); the column defaults only
+    serve Core statements that bypass the ORM."""
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from overture.clock import Clock, SystemClock
 from overture.config import Settings
 from overture.db.engine import create_app_engine, make_session_factory, transaction
+from overture.db.session import Session
 
 
 @dataclass
@@ -25,6 +26,10 @@ class AppContext:
     services: dict[str, Any] = field(default_factory=dict)
     #: Called by `close()`, in reverse order (engines of data sources, worker threads...).
     closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Every session this context makes carries it: `session.ctx`, `session.now()`.
+        self.sessions.configure(info={"ctx": self})
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock | None = None) -> AppContext:

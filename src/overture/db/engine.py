@@ -9,9 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
+from sqlalchemy.orm import ORMExecuteState, sessionmaker, with_loader_criteria
+from sqlalchemy.orm import Session as _OrmSession
 
 from overture.db.base import WorkspaceScoped
+from overture.db.session import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -53,19 +55,11 @@ def create_app_engine(url: str, **kwargs: Any) -> sa.Engine:
     return sa.create_engine(url, **kwargs)
 
 
-def is_sqlite(bind: sa.Engine | sa.Connection | Session) -> bool:
-    if isinstance(bind, Session):
-        b = bind.get_bind()
-        return b.dialect.name == "sqlite"
-    return bind.dialect.name == "sqlite"
-
-
 def make_session_factory(engine: sa.Engine) -> sessionmaker[Session]:
-    factory = sessionmaker(engine, expire_on_commit=False, autoflush=True)
-    return factory
+    return sessionmaker(engine, class_=Session, expire_on_commit=False, autoflush=True)
 
 
-@event.listens_for(Session, "do_orm_execute")
+@event.listens_for(_OrmSession, "do_orm_execute")
 def _scope_to_workspace(state: ORMExecuteState) -> None:
     """Every ORM query in a workspace-bound session sees only that workspace's rows."""
     workspace_id = state.session.info.get("workspace_id")
@@ -80,8 +74,8 @@ def _scope_to_workspace(state: ORMExecuteState) -> None:
     )
 
 
-@event.listens_for(Session, "before_flush")
-def _stamp_workspace(session: Session, _ctx: Any, _instances: Any) -> None:
+@event.listens_for(_OrmSession, "before_flush")
+def _stamp_workspace(session: _OrmSession, _ctx: Any, _instances: Any) -> None:
     """New rows in a workspace-bound session belong to that workspace, and only to it."""
     workspace_id = session.info.get("workspace_id")
     if workspace_id is None:
@@ -95,7 +89,7 @@ def _stamp_workspace(session: Session, _ctx: Any, _instances: Any) -> None:
                 raise PermissionError("refusing to write a row of another workspace")
 
 
-def bind_workspace(session: Session, workspace_id: str) -> Session:
+def bind_workspace(session: _OrmSession, workspace_id: str) -> _OrmSession:
     session.info["workspace_id"] = workspace_id
     return session
 

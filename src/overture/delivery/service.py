@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from overture.clock import isoformat_z
+from overture.core.encode import isoformat_z
 from overture.delivery.adapters.base import Adapter, Target
 from overture.delivery.adapters.file import FileAdapter
 from overture.delivery.adapters.log import LogAdapter
@@ -146,9 +146,7 @@ def test_destination(
         target = Target.of(get_destination(session, destination_id))
     adapter = adapter_for(target.type)
     key = f"test-{uuid.uuid4().hex}"
-    body = (
-        payload if payload is not None else adapter.test_payload(target, isoformat_z(ctx.clock.now()) or "")
-    )
+    body = payload if payload is not None else adapter.test_payload(target, isoformat_z(ctx.clock.now()))
     return _send(ctx, adapter, target, [Message(key, body)])[0]
 
 

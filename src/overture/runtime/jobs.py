@@ -41,9 +41,10 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from overture.clock import ASAP
 from overture.db.base import new_id
 from overture.db.context import AppContext
-from overture.runtime.clock import ASAP, now_for, register
+from overture.db.session import now_of
 from overture.runtime.models import Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ def enqueue_job_created(
         "max_attempts": max_attempts,
         "run_at": run_at or ASAP,
         "cancel_requested": False,
-        "created_at": now_for(session),
+        "created_at": now_of(session),
     }
     if unique_key is None:
         session.execute(sa.insert(Job).values(**values))
@@ -208,7 +209,7 @@ def _wake_workers(session: Session) -> None:
 
 def cancel_job(session: Session, job_id: str) -> bool:
     """Cancel a queued job now, or ask a running one to stop at its next `check()`/heartbeat."""
-    now = now_for(session)
+    now = now_of(session)
     done = rowcount(
         session.execute(
             sa.update(Job)
@@ -620,7 +621,6 @@ def drain(
     For tests and `overture worker --once`. A failing job is rescheduled with backoff (so it is not
     due again until the clock moves); `raise_errors=True` re-raises a handler's exception after
     recording the failure. Returns the number of jobs run."""
-    register(ctx)
     worker = f"drain:{worker_name()}"
     ran = 0
     while ran < max_jobs:

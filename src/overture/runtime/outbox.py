@@ -34,11 +34,12 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from overture.clock import ASAP
 from overture.db.context import AppContext
+from overture.db.session import now_of
 from overture.delivery.messages import Message, Outcome
 from overture.delivery.service import get_destination, send_batch
 from overture.errors import NotFound
-from overture.runtime.clock import ASAP, now_for, register
 from overture.runtime.jobs import backoff_seconds, rowcount
 from overture.runtime.models import OutboxMessage, OutboxStatus
 
@@ -104,7 +105,7 @@ def enqueue(session: Session, items: Iterable[OutboxItem]) -> int:
 
     Rows go to the driver's executemany already serialized (payload JSON via orjson, constant
     columns formatted once): SQLAlchemy's per-row bind processing would cost more than the insert."""
-    now = now_for(session)
+    now = now_of(session)
     connection = session.connection()
     postgres = connection.dialect.name == "postgresql"
     if postgres:
@@ -452,7 +453,6 @@ def dispatch_once(
     in flight delivered-but-unrecorded (plus one claimed, unsent batch, resent once, not a duplicate).
     `sender(ctx, destination, messages) -> list[Outcome]` defaults to overture.delivery's
     `send_batch`; tests may pass a fake. Safe to run in any number of threads and processes."""
-    register(ctx)
     send = sender or send_batch
     recover_lost(ctx)
     keeper = _keeper(ctx)

@@ -25,11 +25,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from overture.clock import isoformat_z
+from overture.core.encode import isoformat_z
 from overture.core.schedules import Schedule, ScheduleError, parse_schedule
 from overture.db.context import AppContext
+from overture.db.session import now_of
 from overture.errors import Invalid
-from overture.runtime.clock import now_for, register
 from overture.runtime.jobs import enqueue_job_created
 from overture.runtime.models import ScheduleRow
 
@@ -68,7 +68,7 @@ def set_schedule(
     unrelated edit never skips a slot that is due but not yet fired."""
     schedule = _parse(spec)
     canonical = schedule.to_dict()
-    now = now or now_for(session)
+    now = now or now_of(session)
     row = session.scalars(
         sa.select(ScheduleRow).where(ScheduleRow.owner == owner).execution_options(all_workspaces=True)
     ).one_or_none()
@@ -142,7 +142,6 @@ def latest_due_slot(schedule: Schedule, due: datetime, now: datetime) -> datetim
 def tick(ctx: AppContext) -> int:
     """One scheduler pass: enqueue a job for each due slot and advance its schedule. Returns the
     number of slots this call fired (a slot another scheduler fired first is not counted)."""
-    register(ctx)
     fired = 0
     while True:
         count, more = _tick_batch(ctx)

@@ -17,7 +17,6 @@ from typing import Any
 
 from overture.db.context import AppContext
 from overture.runtime import outbox, scheduler
-from overture.runtime.clock import register
 from overture.runtime.jobs import (
     DEFAULT_LEASE,
     JobContext,
@@ -70,7 +69,6 @@ class Runtime:
         if self._started:
             return self
         self._started = True
-        register(self.ctx)
         loops: list[tuple[str, Any]] = []
         if self.run_scheduler:
             loops.append((f"{self.name}-scheduler", self._scheduler_loop))
@@ -190,7 +188,6 @@ def run_once(ctx: AppContext, *, max_rounds: int = 100) -> dict[str, int]:
     """Run everything that is due now, synchronously, until a round finds nothing to do:
     scheduler tick, every due job, every due outbox message. For `overture worker --once` and
     tests. Returns counts per kind of work."""
-    register(ctx)
     totals = {"slots_fired": 0, "jobs_run": 0, "messages_processed": 0}
     for _ in range(max_rounds):
         fired = scheduler.tick(ctx)

@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from overture.clock import isoformat_z
+from overture.core.encode import isoformat_z
 from overture.delivery.adapters.base import Adapter, Target, parse_config
 from overture.delivery.egress import EgressError, EgressRefused, guard_for
 from overture.delivery.messages import Message, Outcome
@@ -93,7 +93,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return isoformat_z(value) or ""
+        return isoformat_z(value)
     if isinstance(value, dict | list | tuple):
         return orjson.dumps(value, option=_JSON_OPTS, default=str).decode()
     return str(value)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from overture.clock import isoformat_z
+from overture.core.encode import isoformat_z
 from overture.delivery.adapters.base import Adapter, Target, parse_config
 from overture.delivery.messages import Message, Outcome
 from overture.delivery.schemas import LogConfig
