@@ -118,7 +118,7 @@ def one_run(ctx: AppContext, members: int) -> tuple[float, dict[str, Any], str]:
         workspace_id = ws.id
     with ctx.transaction(workspace_id=workspace_id) as session:
         model = data_service.create_model(
-            ctx, session, workspace_id, ModelCreate(name="customers", primary_key="customer_id", table=TABLE)
+            session, ModelCreate(name="customers", primary_key="customer_id", table=TABLE)
         )
         body = JourneyCreate.model_validate(
             {"name": "bench", "parent_model_id": model.id, "tiles": TILES, "edges": EDGES}

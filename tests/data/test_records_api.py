@@ -212,17 +212,16 @@ def test_upsert__concurrent_batches_on_same_rows__all_succeed(
 ) -> None:
     import threading
 
-    from overture.data import records, service
+    from overture.data import records
 
     model = create_customers(client, workspace, numbered_customers(2000))
-    with ctx.transaction(write=False, workspace_id=workspace.id) as session:
-        row = service.get_model(session, model["id"])
     outcomes: list[str] = []
 
     def write(n: int) -> None:
         batch = [{"customer_id": f"c{i:05d}", "sessions": n} for i in range(2000)]
         try:
-            records.upsert_records(ctx, row, batch)
+            with ctx.transaction(write=False, workspace_id=workspace.id) as session:
+                records.upsert_records(session, model["id"], batch)
             outcomes.append("ok")
         except Exception as exc:  # the assertion below shows what went wrong
             outcomes.append(repr(exc))

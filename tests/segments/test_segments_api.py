@@ -382,8 +382,8 @@ def test_segment_members_select__reusable_by_other_surfaces(
     seg = _segment(client, workspace, model)
     with ctx.transaction(write=False, workspace_id=workspace.id) as session:
         row = segments.get_segment(session, seg["id"])
-    select = segments.segment_members_select(ctx, row)
-    assert segments.count_select(ctx, select) == 4
+        select = segments.segment_members_select(session, row)
+        assert segments.count_select(session, select) == 4
     with get_source(ctx).connect() as conn:
         keys = sorted(r.entity_id for r in conn.execute(select))
     assert keys == ["c00001", "c00004", "c00007", "c00010"]

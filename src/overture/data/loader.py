@@ -178,7 +178,7 @@ def _load(
             raise Invalid(
                 f"primary_key: model '{model_name}' is keyed by '{existing.primary_key}'", field="primary_key"
             )
-        model, created = ensure_managed_model(ctx, session, workspace_id, model_name, primary_key or "")
+        model, created = ensure_managed_model(session, model_name, primary_key or "")
         pk = model.primary_key
         if pk not in by_name:
             raise Invalid(f"file: the file has no column '{pk}' (the model's primary key)", field="file")
@@ -483,7 +483,7 @@ def load_demo(
         model = get_model_by_name(session, DEMO_MODEL)
         if model is not None and (not model.managed or model.primary_key != "customer_id"):
             raise Invalid(f"model: a model named '{DEMO_MODEL}' exists and is not the demo's", field="model")
-        model, _ = ensure_managed_model(ctx, session, workspace_id, DEMO_MODEL, "customer_id")
+        model, _ = ensure_managed_model(session, DEMO_MODEL, "customer_id")
         ref = TableRef(model.table_name or "")
         with source.begin() as conn:
             if source.table_columns(conn, ref) is None:

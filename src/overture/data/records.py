@@ -17,9 +17,9 @@ import sqlalchemy as sa
 
 from overture.data.models import EntityModel
 from overture.data.schemas import MAX_BATCH, RecordsResult
-from overture.data.service import COLUMN_NAME, COLUMN_TYPES, model_columns, relation_for
+from overture.data.service import COLUMN_NAME, COLUMN_TYPES, get_model, model_columns, relation_for
 from overture.data.source import Column, DataSource, TableRef, get_source, parse_table_name, timestamp_aware
-from overture.db.context import AppContext
+from overture.db.session import Session
 from overture.errors import Invalid, NotFound, TooLarge
 
 __all__ = ["get_record", "jsonable", "merge_rows", "upsert_records"]
@@ -27,16 +27,18 @@ __all__ = ["get_record", "jsonable", "merge_rows", "upsert_records"]
 _WRITABLE = frozenset({"string", "integer", "number", "boolean", "timestamp", "date", "json"})
 
 
-def upsert_records(ctx: AppContext, model: EntityModel, records: Sequence[Any]) -> RecordsResult:
-    """Insert or update up to MAX_BATCH records of `model`, all or nothing. A record's fields replace
+def upsert_records(session: Session, model_id: str, records: Sequence[Any]) -> RecordsResult:
+    """Insert or update up to MAX_BATCH records of the model, all or nothing. A record's fields replace
     the stored ones; fields it leaves out keep their values (a new row gets null). On a managed model,
-    unknown fields become new columns (type from the values); elsewhere they are a 422."""
+    unknown fields become new columns (type from the values); elsewhere they are a 422. The write goes
+    to the data source: `session` (read-only is enough) only finds the model."""
     if len(records) > MAX_BATCH:
         raise TooLarge(f"records: at most {MAX_BATCH} per request, got {len(records)}", field="records")
+    model = get_model(session, model_id)
     if model.kind == "sql":
         raise Invalid("records: a SQL model is read-only; write to its tables instead", field="records")
-    source = get_source(ctx)
-    columns = model_columns(ctx, model)
+    source = get_source(session.ctx)
+    columns = model_columns(session, model)
     rows, added = _validate(records, columns, model)
     if not rows:
         return RecordsResult(upserted=0, inserted=0, updated=0)
@@ -96,11 +98,12 @@ def merge_rows(
     return len(rows) - int(updated), int(updated)
 
 
-def get_record(ctx: AppContext, model: EntityModel, key: str) -> dict[str, Any]:
+def get_record(session: Session, model_id: str, key: str) -> dict[str, Any]:
     """One profile by primary key (the path's text is compared as the key column's type); 404 if absent."""
-    relation, _ = relation_for(ctx, model)
+    model = get_model(session, model_id)
+    relation, _ = relation_for(session, model)
     pk = relation.c[model.primary_key]
-    columns = {c.name: c for c in model_columns(ctx, model)}
+    columns = {c.name: c for c in model_columns(session, model)}
     kind = columns[model.primary_key].kind
     value: Any = key
     if kind == "integer":
@@ -113,7 +116,7 @@ def get_record(ctx: AppContext, model: EntityModel, key: str) -> dict[str, Any]:
             value = float(key)
         except ValueError:
             raise NotFound("record not found")
-    source = get_source(ctx)
+    source = get_source(session.ctx)
     with source.connect() as conn:
         row = conn.execute(sa.select(relation).where(pk == value).limit(1)).mappings().first()
     if row is None:

@@ -32,32 +32,29 @@ Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
 @router.post("/models", status_code=201, response_model=ModelRead)
-def create_model(id: str, body: ModelCreate, caller: ModelsWrite, db: DbSession, ctx: Ctx) -> object:
+def create_model(id: str, body: ModelCreate, caller: ModelsWrite, db: DbSession) -> object:
     """Register a table (`table`), a SELECT (`sql`), or neither for a table Overture manages."""
-    model = service.create_model(ctx, db, caller.workspace_id, body)
-    return service.model_read(ctx, model)
+    return service.model_read(db, service.create_model(db, body))
 
 
 @router.get("/models", response_model=list[ModelRead])
-def list_models(id: str, caller: ModelsRead, db: DbSession, ctx: Ctx) -> object:
-    return [service.model_read(ctx, m) for m in service.list_models(db)]
+def list_models(id: str, caller: ModelsRead, db: DbSession) -> object:
+    return [service.model_read(db, m) for m in service.list_models(db)]
 
 
 @router.get("/models/{model_id}", response_model=ModelRead)
-def get_model(id: str, model_id: str, caller: ModelsRead, db: DbSession, ctx: Ctx) -> object:
-    return service.model_read(ctx, service.get_model(db, model_id))
+def get_model(id: str, model_id: str, caller: ModelsRead, db: DbSession) -> object:
+    return service.model_read(db, service.get_model(db, model_id))
 
 
 @router.patch("/models/{model_id}", response_model=ModelRead)
-def update_model(
-    id: str, model_id: str, body: ModelUpdate, caller: ModelsWrite, db: DbSession, ctx: Ctx
-) -> object:
-    return service.model_read(ctx, service.update_model(ctx, db, model_id, body))
+def update_model(id: str, model_id: str, body: ModelUpdate, caller: ModelsWrite, db: DbSession) -> object:
+    return service.model_read(db, service.update_model(db, model_id, body))
 
 
 @router.delete("/models/{model_id}", status_code=204)
-def delete_model(id: str, model_id: str, caller: ModelsWrite, db: DbSession, ctx: Ctx) -> Response:
-    service.delete_model(ctx, db, model_id)
+def delete_model(id: str, model_id: str, caller: ModelsWrite, db: DbSession) -> Response:
+    service.delete_model(db, model_id)
     return Response(status_code=204)
 
 
@@ -66,16 +63,13 @@ def upsert_records(id: str, model_id: str, body: RecordsIn, caller: ModelsWrite,
     """Upsert up to 10,000 records by primary key, all or nothing (413 above that)."""
     # A read transaction only: the write goes to the data source, not the application database.
     with ctx.transaction(write=False, workspace_id=caller.workspace_id) as db:
-        model = service.get_model(db, model_id)
-    return records_service.upsert_records(ctx, model, body.records)
+        return records_service.upsert_records(db, model_id, body.records)
 
 
 @router.get("/models/{model_id}/records/{key}")
-def get_record(
-    id: str, model_id: str, key: str, caller: ModelsRead, db: DbSession, ctx: Ctx
-) -> dict[str, Any]:
+def get_record(id: str, model_id: str, key: str, caller: ModelsRead, db: DbSession) -> dict[str, Any]:
     """One profile by its primary key."""
-    return records_service.get_record(ctx, service.get_model(db, model_id), key)
+    return records_service.get_record(db, model_id, key)
 
 
 @router.post("/events", response_model=EventsResult)

@@ -1,13 +1,16 @@
 """Entity models: create/read/update/delete, column discovery, and the relation + compiled filter other
 surfaces (segments, journeys, batch, broadcasts) evaluate audiences with.
 
-Public functions for other surfaces (stable):
+Public functions for other surfaces (stable; the session is bound to the caller's workspace and
+carries the context and the clock):
     get_model(session, model_id) -> EntityModel
     get_model_by_name(session, name) -> EntityModel | None
-    model_columns(ctx, model) -> list[Column]
-    relation_for(ctx, model) -> (sa.FromClause, SqlModel)
-    compile_filter(ctx, model, raw_filter) -> sa.ColumnElement[bool]
-    primary_key_column(ctx, model) -> (sa.FromClause, sa.ColumnElement)
+    model_columns(session, model) -> list[Column]
+    relation_for(session, model) -> (sa.FromClause, SqlModel)
+    compile_filter(session, model, raw_filter) -> sa.ColumnElement[bool]
+    compile_against(session, sql_model, raw_filter) -> sa.ColumnElement[bool]
+    primary_key_column(session, model) -> (sa.FromClause, sa.ColumnElement)
+    events_relation(ctx, workspace_id) -> sa.Subquery   (data source only, no session needed)
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from overture.core.filters import EventsTable, FilterError, SqlModel, parse, to_sql
 from overture.data.models import EntityModel
@@ -36,7 +38,9 @@ from overture.data.source import (
     workspace_prefix,
 )
 from overture.db.context import AppContext
-from overture.errors import Conflict, Invalid, NotFound, OvertureError
+from overture.db.lookup import get_or_404
+from overture.db.session import Session
+from overture.errors import Conflict, Invalid, OvertureError, invalid_filter
 
 Expr = sa.ColumnElement[bool]
 
@@ -79,10 +83,7 @@ _FOREIGN_WORD = re.compile(r"\b(ws_[0-9a-f]{12}_\w*|overture_events)\b", re.IGNO
 def get_model(session: Session, model_id: str) -> EntityModel:
     """The model with this id in the session's workspace; NotFound (404) otherwise. Surfaces that take
     a model id in a body turn the NotFound into an Invalid (422) naming their field."""
-    model = session.get(EntityModel, model_id)
-    if model is None or (session.info.get("workspace_id") not in (None, model.workspace_id)):
-        raise NotFound("model not found")
-    return model
+    return get_or_404(session, EntityModel, model_id, what="model")
 
 
 def get_model_by_name(session: Session, name: str) -> EntityModel | None:
@@ -104,19 +105,19 @@ def _discover(source: DataSource, conn: sa.Connection, model: EntityModel) -> li
     return cols
 
 
-def model_columns(ctx: AppContext, model: EntityModel) -> list[Column]:
+def model_columns(session: Session, model: EntityModel) -> list[Column]:
     """The model's columns as the source has them now (one catalog query; SourceError if gone)."""
-    source = get_source(ctx)
+    source = get_source(session.ctx)
     with source.connect() as conn:
         return _discover(source, conn, model)
 
 
-def model_read(ctx: AppContext, model: EntityModel) -> ModelRead:
+def model_read(session: Session, model: EntityModel) -> ModelRead:
     """The API shape of a model, with live columns (or the reason they could not be read)."""
     columns: list[Column] = []
     error = None
     try:
-        columns = model_columns(ctx, model)
+        columns = model_columns(session, model)
     except OvertureError as exc:
         error = exc.message
     return ModelRead(
@@ -266,13 +267,14 @@ def _unique_managed_table(source: DataSource, conn: sa.Connection, workspace_id:
 
 
 # -- CRUD ------------------------------------------------------------------------------------------
-def create_model(ctx: AppContext, session: Session, workspace_id: str, body: ModelCreate) -> EntityModel:
+def create_model(session: Session, body: ModelCreate) -> EntityModel:
+    ctx, workspace_id = session.ctx, session.workspace_id
     if body.table is not None and body.sql is not None:
         raise Invalid("give exactly one of table or sql (or neither for a managed table)", field="sql")
     if get_model_by_name(session, body.name) is not None:
         raise Conflict(f"name: a model named '{body.name}' already exists", field="name")
     if body.table is None and body.sql is None:
-        return _create_managed(ctx, session, workspace_id, body.name, body.primary_key, body.columns or [])
+        return _create_managed(session, body.name, body.primary_key, body.columns or [])
     if body.columns is not None:
         raise Invalid("columns: only managed models (no table, no sql) declare columns", field="columns")
     pk, table, sql, _ = _resolve_definition(
@@ -292,13 +294,9 @@ def create_model(ctx: AppContext, session: Session, workspace_id: str, body: Mod
 
 
 def _create_managed(
-    ctx: AppContext,
-    session: Session,
-    workspace_id: str,
-    name: str,
-    primary_key: str,
-    columns: Sequence[ColumnSpec],
+    session: Session, name: str, primary_key: str, columns: Sequence[ColumnSpec]
 ) -> EntityModel:
+    workspace_id = session.workspace_id
     if not COLUMN_NAME.fullmatch(primary_key):
         raise Invalid(
             f"primary_key: '{primary_key}' is not a column name (letters, digits, _)", field="primary_key"
@@ -308,7 +306,7 @@ def _create_managed(
         if c.name.lower() in seen:
             raise Invalid(f"columns: '{c.name}' is given twice", field="columns")
         seen.add(c.name.lower())
-    source = get_source(ctx)
+    source = get_source(session.ctx)
     model = EntityModel(workspace_id=workspace_id, name=name, primary_key=primary_key, kind="managed")
     session.add(model)
     session.flush()  # the unique name is claimed before the source is touched
@@ -320,15 +318,14 @@ def _create_managed(
     return model
 
 
-def ensure_managed_model(
-    ctx: AppContext, session: Session, workspace_id: str, name: str, primary_key: str
-) -> tuple[EntityModel, bool]:
+def ensure_managed_model(session: Session, name: str, primary_key: str) -> tuple[EntityModel, bool]:
     """The managed model `name`, created (without a physical table: the caller creates it from the data
     it loads) when absent. Returns (model, created). Used by import and demo."""
     model = get_model_by_name(session, name)
     if model is not None:
         return model, False
-    source = get_source(ctx)
+    workspace_id = session.workspace_id
+    source = get_source(session.ctx)
     model = EntityModel(workspace_id=workspace_id, name=name, primary_key=primary_key, kind="managed")
     session.add(model)
     session.flush()
@@ -338,7 +335,7 @@ def ensure_managed_model(
     return model, True
 
 
-def update_model(ctx: AppContext, session: Session, model_id: str, body: ModelUpdate) -> EntityModel:
+def update_model(session: Session, model_id: str, body: ModelUpdate) -> EntityModel:
     model = get_model(session, model_id)
     fields = body.model_fields_set
     if body.name is not None and body.name != model.name:
@@ -363,22 +360,22 @@ def update_model(ctx: AppContext, session: Session, model_id: str, body: ModelUp
             table, sql = None, body.sql
         pk_name = body.primary_key or model.primary_key
         if model.managed:
-            cols = model_columns(ctx, model)
+            cols = model_columns(session, model)
             model.primary_key = _match_column(
                 cols, pk_name, field="primary_key", what=f"table {model.table_name}"
             )
         else:
             pk, table, sql, _ = _resolve_definition(
-                ctx, model.workspace_id, primary_key=pk_name, table=table, sql=sql
+                session.ctx, model.workspace_id, primary_key=pk_name, table=table, sql=sql
             )
             model.primary_key, model.table_name, model.sql = pk, table, sql
             model.kind = "table" if table is not None else "sql"
-    model.updated_at = ctx.clock.now()
+    model.updated_at = session.now()
     session.flush()
     return model
 
 
-def delete_model(ctx: AppContext, session: Session, model_id: str) -> None:
+def delete_model(session: Session, model_id: str) -> None:
     """Delete a model (409 while segments or journeys use it). A managed model's table is dropped."""
     model = get_model(session, model_id)
     session.delete(model)
@@ -387,7 +384,7 @@ def delete_model(ctx: AppContext, session: Session, model_id: str) -> None:
     except sa.exc.IntegrityError:
         raise Conflict("model is in use (segments or journeys refer to it); delete those first")
     if model.managed and model.table_name:
-        source = get_source(ctx)
+        source = get_source(session.ctx)
         with source.begin() as conn:
             sa.Table(model.table_name, sa.MetaData()).drop(conn, checkfirst=True)
 
@@ -423,10 +420,10 @@ def _typed_column(column: Column) -> sa.ColumnClause[Any]:
     return sa.column(column.name, type_cls() if type_cls else sa.types.NullType())
 
 
-def relation_for(ctx: AppContext, model: EntityModel) -> tuple[sa.FromClause, SqlModel]:
+def relation_for(session: Session, model: EntityModel) -> tuple[sa.FromClause, SqlModel]:
     """The model's rows as a FROM-able relation (alias `m`) and the SqlModel `to_sql` compiles against:
     typed columns, the entity key, and this workspace's events for behavioural conditions."""
-    columns = model_columns(ctx, model)
+    columns = model_columns(session, model)
     typed = [_typed_column(c) for c in columns]
     if model.kind == "sql":
         relation: sa.FromClause = sql_subquery(model.sql or "", typed, name="m")
@@ -436,7 +433,7 @@ def relation_for(ctx: AppContext, model: EntityModel) -> tuple[sa.FromClause, Sq
     key: sa.ColumnElement[Any] = relation.c[model.primary_key]
     if next(c.kind for c in columns if c.name == model.primary_key) != "string":
         key = sa.cast(key, sa.String)  # event entity ids are text
-    source = get_source(ctx)
+    source = get_source(session.ctx)
     source.ensure_events_table()
     ev = source.events_table()
     events = EventsTable(
@@ -450,23 +447,23 @@ def relation_for(ctx: AppContext, model: EntityModel) -> tuple[sa.FromClause, Sq
     return relation, SqlModel(columns=fields, entity_key=key, events=events)
 
 
-def compile_filter(ctx: AppContext, model: EntityModel, raw_filter: Any, *, root: str = "filter") -> Expr:
+def compile_filter(session: Session, model: EntityModel, raw_filter: Any, *, root: str = "filter") -> Expr:
     """Parse `raw_filter`, check every field against the model, and compile it to one boolean
-    expression over `relation_for(ctx, model)[0]`, with relative times anchored at ctx.clock.now().
+    expression over `relation_for(session, model)[0]`, with relative times anchored at `session.now()`.
     Bad filters raise Invalid (422) whose `field` is the path in the input (``filter.all[2].field``)."""
-    _, sql_model = relation_for(ctx, model)
-    return compile_against(ctx, sql_model, raw_filter, root=root)
+    _, sql_model = relation_for(session, model)
+    return compile_against(session, sql_model, raw_filter, root=root)
 
 
-def compile_against(ctx: AppContext, sql_model: SqlModel, raw_filter: Any, *, root: str = "filter") -> Expr:
+def compile_against(session: Session, sql_model: SqlModel, raw_filter: Any, *, root: str = "filter") -> Expr:
     """compile_filter for a SqlModel already built (saves a discovery query when compiling several)."""
     try:
-        return to_sql(parse(raw_filter, root=root), sql_model, now=ctx.clock.now())
+        return to_sql(parse(raw_filter, root=root), sql_model, now=session.now())
     except FilterError as exc:
-        raise Invalid(str(exc), field=exc.path)
+        raise invalid_filter(exc)
 
 
-def primary_key_column(ctx: AppContext, model: EntityModel) -> tuple[sa.FromClause, sa.ColumnElement[Any]]:
+def primary_key_column(session: Session, model: EntityModel) -> tuple[sa.FromClause, sa.ColumnElement[Any]]:
     """The model's relation and its primary key column on it."""
-    relation, _ = relation_for(ctx, model)
+    relation, _ = relation_for(session, model)
     return relation, relation.c[model.primary_key]

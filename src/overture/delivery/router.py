@@ -28,10 +28,10 @@ WRITE = [Depends(require("destinations:write"))]
 
 
 @router.post("", status_code=201, response_model=DestinationRead, dependencies=WRITE)
-def create_destination(id: str, body: DestinationCreate, db: DbSession, ctx: Ctx) -> object:
+def create_destination(id: str, body: DestinationCreate, db: DbSession) -> object:
     """Create a destination. The config is validated for its type and its target checked against
     the egress rules (422 naming the field, e.g. `config.url`)."""
-    return service.to_read(service.create_destination(ctx, db, body))
+    return service.to_read(service.create_destination(db, body))
 
 
 @router.get("", response_model=list[DestinationRead], dependencies=READ)
@@ -45,17 +45,15 @@ def get_destination(id: str, destination_id: str, db: DbSession) -> object:
 
 
 @router.patch("/{destination_id}", response_model=DestinationRead, dependencies=WRITE)
-def update_destination(
-    id: str, destination_id: str, body: DestinationUpdate, db: DbSession, ctx: Ctx
-) -> object:
+def update_destination(id: str, destination_id: str, body: DestinationUpdate, db: DbSession) -> object:
     """Change name, enabled or config. Config keys merge into the stored config; secrets not sent
     (or sent back as '********') are kept."""
-    return service.to_read(service.update_destination(ctx, db, destination_id, body))
+    return service.to_read(service.update_destination(db, destination_id, body))
 
 
 @router.delete("/{destination_id}", status_code=204, dependencies=WRITE)
-def delete_destination(id: str, destination_id: str, db: DbSession, ctx: Ctx) -> None:
-    service.delete_destination(ctx, db, destination_id)
+def delete_destination(id: str, destination_id: str, db: DbSession) -> None:
+    service.delete_destination(db, destination_id)
 
 
 @router.post("/{destination_id}/test", response_model=TestOutcome, dependencies=WRITE)

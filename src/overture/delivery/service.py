@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from overture.core.encode import isoformat_z
+from overture.db.lookup import get_or_404
+from overture.db.session import Session
 from overture.delivery.adapters.base import Adapter, Target
 from overture.delivery.adapters.file import FileAdapter
 from overture.delivery.adapters.log import LogAdapter
@@ -22,7 +23,7 @@ from overture.delivery.messages import Message, Outcome
 from overture.delivery.models import Destination
 from overture.delivery.redaction import merge_config, redact, reject_masks
 from overture.delivery.schemas import DestinationCreate, DestinationUpdate
-from overture.errors import Conflict, Invalid, NotFound
+from overture.errors import Conflict, Invalid
 
 if TYPE_CHECKING:
     from overture.db.context import AppContext
@@ -49,12 +50,7 @@ def adapter_for(dest_type: str) -> Adapter:
 
 def get_destination(session: Session, destination_id: str) -> Destination:
     """A live destination by id. In a workspace-bound session another workspace's id is NotFound."""
-    row = session.scalars(
-        sa.select(Destination).where(Destination.id == destination_id, Destination.deleted_at.is_(None))
-    ).one_or_none()
-    if row is None:
-        raise NotFound("destination not found")
-    return row
+    return get_or_404(session, Destination, destination_id, what="destination", deleted_at=None)
 
 
 def list_destinations(session: Session) -> list[Destination]:
@@ -83,8 +79,9 @@ def _flush(session: Session, name: str) -> None:
         raise Conflict(f"a destination named '{name}' already exists", field="name")
 
 
-def create_destination(ctx: AppContext, session: Session, body: DestinationCreate) -> Destination:
+def create_destination(session: Session, body: DestinationCreate) -> Destination:
     """Validate the config (422 naming the field), refuse forbidden targets (egress, at save), store."""
+    ctx = session.ctx
     adapter = adapter_for(body.type)
     reject_masks(body.type, body.config)
     config = adapter.normalize(ctx, body.config)
@@ -96,9 +93,7 @@ def create_destination(ctx: AppContext, session: Session, body: DestinationCreat
     return row
 
 
-def update_destination(
-    ctx: AppContext, session: Session, destination_id: str, body: DestinationUpdate
-) -> Destination:
+def update_destination(session: Session, destination_id: str, body: DestinationUpdate) -> Destination:
     row = get_destination(session, destination_id)
     if body.name is not None and body.name != row.name:
         _check_name_free(session, body.name, except_id=row.id)
@@ -106,8 +101,8 @@ def update_destination(
     if body.config is not None:
         adapter = adapter_for(row.type)
         merged = merge_config(row.type, row.config, body.config)
-        config = adapter.normalize(ctx, merged)
-        adapter.check_egress(ctx, config)
+        config = adapter.normalize(session.ctx, merged)
+        adapter.check_egress(session.ctx, config)
         row.config = config
     if body.enabled is not None:
         row.enabled = body.enabled
@@ -115,10 +110,10 @@ def update_destination(
     return row
 
 
-def delete_destination(ctx: AppContext, session: Session, destination_id: str) -> None:
+def delete_destination(session: Session, destination_id: str) -> None:
     """Soft delete: the id stays resolvable for the ledger; messages still owed to it fail."""
     row = get_destination(session, destination_id)
-    row.deleted_at = ctx.clock.now()
+    row.deleted_at = session.now()
     session.flush()
 
 

@@ -267,7 +267,7 @@ class _Execution:
                 model = get_model(session, self.plan.parent_model_id)
             except NotFound:
                 raise NeedsHuman(f"parent model '{self.plan.parent_model_id}' no longer exists")
-            rows, sql_model = relation_for(self.ctx, model)
+            rows, sql_model = relation_for(session, model)
             relation = Relation(rows, rows.c[model.primary_key])
             for tile_id, tile in self.plan.tiles.items():
                 if tile.get("type") == "sync":

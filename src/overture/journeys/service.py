@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from overture.auth.models import Workspace
 from overture.core.schedules import ScheduleError, parse_schedule
@@ -20,6 +19,7 @@ from overture.data.models import EntityModel
 from overture.data.service import compile_against, get_model, relation_for
 from overture.data.source import get_source
 from overture.db.context import AppContext
+from overture.db.session import Session
 from overture.delivery.service import get_destination
 from overture.errors import Conflict, Invalid, NotFound, OvertureError
 from overture.journeys import validation
@@ -81,7 +81,7 @@ class _ModelView:
     """The parent model as checks need it: columns and a criteria compiler, or why it is unusable."""
 
     def __init__(self, ctx: AppContext, session: Session, model_id: str) -> None:
-        self.ctx = ctx
+        self.session = session
         self.model: EntityModel | None = None
         self.error: str | None = None
         self.columns: set[str] | None = None
@@ -92,7 +92,7 @@ class _ModelView:
             self.error = f"Parent model '{model_id}' does not exist"
             return
         try:
-            _, self._sql_model = relation_for(ctx, self.model)
+            _, self._sql_model = relation_for(session, self.model)
         except OvertureError as exc:
             self.error = f"Parent model '{self.model.name}' cannot be read: {exc.message}"
             return
@@ -102,7 +102,7 @@ class _ModelView:
         if self._sql_model is None:
             return None
         try:
-            compile_against(self.ctx, self._sql_model, raw, root=root)
+            compile_against(self.session, self._sql_model, raw, root=root)
         except Invalid as exc:
             return (exc.field or root, exc.message)
         return None

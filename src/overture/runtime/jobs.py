@@ -39,12 +39,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session as _OrmSession
 
 from overture.clock import ASAP
 from overture.db.base import new_id
 from overture.db.context import AppContext
-from overture.db.session import now_of
+from overture.db.session import Session, now_of
 from overture.runtime.models import Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -201,8 +201,8 @@ def enqueue_job_created(
     return job_id, True
 
 
-@event.listens_for(Session, "after_commit")
-def _wake_workers(session: Session) -> None:
+@event.listens_for(_OrmSession, "after_commit")
+def _wake_workers(session: _OrmSession) -> None:
     if session.info.pop("overture_job_enqueued", False):
         job_wakeup.set()
 

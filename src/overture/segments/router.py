@@ -30,9 +30,9 @@ Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
 @router.post("", status_code=201, response_model=SegmentRead)
-def create_segment(id: str, body: SegmentCreate, caller: SegmentsWrite, db: DbSession, ctx: Ctx) -> object:
+def create_segment(id: str, body: SegmentCreate, caller: SegmentsWrite, db: DbSession) -> object:
     """Save a filter over a model; the filter is checked against the model's columns (422 names the path)."""
-    return service.segment_read(service.create_segment(ctx, db, caller.workspace_id, body))
+    return service.segment_read(service.create_segment(db, body))
 
 
 @router.get("", response_model=list[SegmentRead])
@@ -43,8 +43,9 @@ def list_segments(id: str, caller: SegmentsRead, db: DbSession) -> object:
 @router.post("/preview", response_model=PreviewRead)
 def preview(id: str, body: PreviewIn, caller: SegmentsRead, ctx: Ctx) -> object:
     """Count the members of an unsaved `{model_id, filter}`."""
+    # A read transaction (the POST would otherwise take the write lock while the count runs).
     with ctx.transaction(write=False, workspace_id=caller.workspace_id) as db:
-        return service.preview(ctx, db, body)
+        return service.preview(db, body)
 
 
 @router.get("/{segment_id}", response_model=SegmentRead)
@@ -54,10 +55,10 @@ def get_segment(id: str, segment_id: str, caller: SegmentsRead, db: DbSession) -
 
 @router.patch("/{segment_id}", response_model=SegmentRead)
 def update_segment(
-    id: str, segment_id: str, body: SegmentUpdate, caller: SegmentsWrite, db: DbSession, ctx: Ctx
+    id: str, segment_id: str, body: SegmentUpdate, caller: SegmentsWrite, db: DbSession
 ) -> object:
     """Change name, model or filter; a new model or filter makes the last reach stale."""
-    return service.segment_read(service.update_segment(ctx, db, segment_id, body))
+    return service.segment_read(service.update_segment(db, segment_id, body))
 
 
 @router.delete("/{segment_id}", status_code=204)
@@ -79,10 +80,9 @@ def members(
     id: str,
     segment_id: str,
     caller: SegmentsRead,
-    ctx: Ctx,
+    db: DbSession,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> object:
     """A page of member keys in primary key order; follow `next_cursor` until it is null."""
-    with ctx.transaction(write=False, workspace_id=caller.workspace_id) as db:
-        return service.members_page(ctx, db, segment_id, limit=limit, cursor=cursor)
+    return service.members_page(db, segment_id, limit=limit, cursor=cursor)

@@ -1,11 +1,14 @@
 """Segments: CRUD, reach evaluation (idle -> pending -> ok | failed), member pages and previews.
 
-Public functions for other surfaces (stable):
+Public functions for other surfaces (stable; the session is bound to the caller's workspace):
     get_segment(session, segment_id) -> Segment
-    segment_members_select(ctx, segment, *, model=None) -> sa.Select   (one column `entity_id`)
-    count_select(ctx, select) -> int
+    segment_members_select(session, segment, *, model=None) -> sa.Select   (one column `entity_id`)
+    count_select(session, select) -> int
     evaluate_segment(ctx, workspace_id, segment_id) -> Segment
     reach_of(segment) -> Reach
+
+`evaluate_segment` alone takes the context instead of a session: it commits `pending` before the
+count runs and the result after, so it opens its own transactions (like a task).
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from overture.data import service as data
 from overture.data.models import EntityModel
 from overture.data.records import jsonable
 from overture.data.source import get_source
 from overture.db.context import AppContext
+from overture.db.lookup import get_or_404
+from overture.db.session import Session
 from overture.errors import Conflict, Invalid, NotFound, OvertureError
 from overture.segments.models import Segment
 from overture.segments.schemas import (
@@ -100,10 +104,7 @@ def segment_read(segment: Segment) -> SegmentRead:
 # -- CRUD ------------------------------------------------------------------------------------------
 def get_segment(session: Session, segment_id: str) -> Segment:
     """The segment in the session's workspace; NotFound (404) otherwise."""
-    segment = session.get(Segment, segment_id)
-    if segment is None or session.info.get("workspace_id") not in (None, segment.workspace_id):
-        raise NotFound("segment not found")
-    return segment
+    return get_or_404(session, Segment, segment_id, what="segment")
 
 
 def list_segments(session: Session) -> list[Segment]:
@@ -117,11 +118,11 @@ def _model_for(session: Session, model_id: str) -> EntityModel:
         raise Invalid(f"model_id: model '{model_id}' not found", field="model_id")
 
 
-def create_segment(ctx: AppContext, session: Session, workspace_id: str, body: SegmentCreate) -> Segment:
+def create_segment(session: Session, body: SegmentCreate) -> Segment:
     model = _model_for(session, body.model_id)
-    data.compile_filter(ctx, model, body.filter)  # 422 naming the path if it does not fit the model
+    data.compile_filter(session, model, body.filter)  # 422 naming the path if it does not fit the model
     segment = Segment(
-        workspace_id=workspace_id,
+        workspace_id=session.workspace_id,
         name=body.name,
         model_id=model.id,
         filter=body.filter,
@@ -133,7 +134,7 @@ def create_segment(ctx: AppContext, session: Session, workspace_id: str, body: S
     return segment
 
 
-def update_segment(ctx: AppContext, session: Session, segment_id: str, body: SegmentUpdate) -> Segment:
+def update_segment(session: Session, segment_id: str, body: SegmentUpdate) -> Segment:
     segment = get_segment(session, segment_id)
     fields = body.model_fields_set
     if body.name is not None:
@@ -142,10 +143,10 @@ def update_segment(ctx: AppContext, session: Session, segment_id: str, body: Seg
     new_filter = body.filter if "filter" in fields else segment.filter
     if model_id != segment.model_id or ("filter" in fields and new_filter != segment.filter):
         model = _model_for(session, model_id)
-        data.compile_filter(ctx, model, new_filter)
+        data.compile_filter(session, model, new_filter)
         segment.model_id, segment.filter = model.id, new_filter
         segment.definition_version += 1
-    segment.updated_at = ctx.clock.now()
+    segment.updated_at = session.now()
     session.flush()
     return segment
 
@@ -161,41 +162,42 @@ def delete_segment(session: Session, segment_id: str) -> None:
 
 # -- membership ------------------------------------------------------------------------------------
 def _clause(
-    ctx: AppContext, segment: Segment | None, model: EntityModel, raw_filter: Any
+    session: Session, model: EntityModel, raw_filter: Any
 ) -> tuple[sa.FromClause, sa.ColumnElement[Any], sa.ColumnElement[bool]]:
-    relation, sql_model = data.relation_for(ctx, model)
-    where = data.compile_against(ctx, sql_model, raw_filter)
+    relation, sql_model = data.relation_for(session, model)
+    where = data.compile_against(session, sql_model, raw_filter)
     return relation, relation.c[model.primary_key], where
 
 
+def _count(session: Session, relation: sa.FromClause, where: sa.ColumnElement[bool]) -> int:
+    """COUNT(*) of the rows of `relation` matching `where`, run in the data source."""
+    with get_source(session.ctx).connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(relation).where(where)).scalar_one())
+
+
 def segment_members_select(
-    ctx: AppContext, segment: Segment, *, model: EntityModel | None = None
+    session: Session, segment: Segment, *, model: EntityModel | None = None
 ) -> sa.Select[Any]:
     """SELECT of the segment's members' primary keys (one column, `entity_id`), to run in the data source
     or embed in a larger statement (`... WHERE x IN (select)`, `INSERT ... SELECT`). Set-based: nothing
-    is fetched here."""
+    is fetched here. Relative times in the filter are anchored at `session.now()`."""
     if model is None:
-        with ctx.transaction(write=False, workspace_id=segment.workspace_id) as session:
-            model = data.get_model(session, segment.model_id)
-    relation, pk, where = _clause(ctx, segment, model, segment.filter)
+        model = data.get_model(session, segment.model_id)
+    relation, pk, where = _clause(session, model, segment.filter)
     return sa.select(pk.label("entity_id")).select_from(relation).where(where)
 
 
-def count_select(ctx: AppContext, select: sa.Select[Any]) -> int:
+def count_select(session: Session, select: sa.Select[Any]) -> int:
     """COUNT(*) of a members select, run in the data source."""
-    source = get_source(ctx)
-    with source.connect() as conn:
+    with get_source(session.ctx).connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(select.subquery())).scalar_one())
 
 
-def preview(ctx: AppContext, session: Session, body: PreviewIn) -> PreviewRead:
+def preview(session: Session, body: PreviewIn) -> PreviewRead:
     """Count an unsaved filter over a model."""
     model = _model_for(session, body.model_id)
-    relation, _, where = _clause(ctx, None, model, body.filter)
-    source = get_source(ctx)
-    with source.connect() as conn:
-        count = conn.execute(sa.select(sa.func.count()).select_from(relation).where(where)).scalar_one()
-    return PreviewRead(model_id=model.id, count=int(count))
+    relation, _, where = _clause(session, model, body.filter)
+    return PreviewRead(model_id=model.id, count=_count(session, relation, where))
 
 
 def _encode_cursor(key: Any) -> str:
@@ -214,22 +216,19 @@ def _decode_cursor(cursor: str) -> Any:
         raise Invalid("cursor: not a cursor this endpoint returned", field="cursor")
 
 
-def members_page(
-    ctx: AppContext, session: Session, segment_id: str, *, limit: int, cursor: str | None
-) -> MembersPage:
+def members_page(session: Session, segment_id: str, *, limit: int, cursor: str | None) -> MembersPage:
     """One page of member keys in primary key order (keyset pagination: each page starts strictly
     after the last key of the one before, so pages never repeat or skip a stable member)."""
     if not 1 <= limit <= MAX_PAGE:
         raise Invalid(f"limit: must be between 1 and {MAX_PAGE}", field="limit")
     segment = get_segment(session, segment_id)
     model = data.get_model(session, segment.model_id)
-    relation, pk, where = _clause(ctx, segment, model, segment.filter)
+    relation, pk, where = _clause(session, model, segment.filter)
     query = sa.select(pk).select_from(relation).where(where, pk.is_not(None))
     if cursor:
         query = query.where(pk > _decode_cursor(cursor))
     query = query.order_by(pk).limit(limit + 1)
-    source = get_source(ctx)
-    with source.connect() as conn:
+    with get_source(session.ctx).connect() as conn:
         keys = [jsonable(row[0]) for row in conn.execute(query)]
     more = len(keys) > limit
     keys = keys[:limit]
@@ -247,8 +246,8 @@ def evaluate_segment(ctx: AppContext, workspace_id: str, segment_id: str) -> Seg
     with the count, or `failed` with the error (keeping the prior count). Runs inline; each state change
     is its own transaction, so readers see `pending` while the count runs. 409 while another evaluation
     of the same segment is pending (unless that one is older than PENDING_LEASE: presumed dead)."""
-    now = ctx.clock.now()
     with ctx.transaction(workspace_id=workspace_id) as session:
+        now = session.now()
         segment = get_segment(session, segment_id)
         if segment.reach_status == "pending":
             started = segment.evaluation_started_at
@@ -264,12 +263,10 @@ def evaluate_segment(ctx: AppContext, workspace_id: str, segment_id: str) -> Seg
     count: int | None = None
     error: str | None = None
     try:
-        relation, _, where = _clause(ctx, None, model, raw_filter)
-        source = get_source(ctx)
-        with source.connect() as conn:
-            count = int(
-                conn.execute(sa.select(sa.func.count()).select_from(relation).where(where)).scalar_one()
-            )
+        # A read-only session of its own: the count may take long and must hold no write transaction.
+        with ctx.transaction(write=False, workspace_id=workspace_id) as session:
+            relation, _, where = _clause(session, model, raw_filter)
+            count = _count(session, relation, where)
     except OvertureError as exc:
         error = exc.message
     except Exception as exc:  # record the failure, then let the bug surface as a 500
@@ -288,7 +285,7 @@ def _finish(
         if error is None:
             transition(segment, "ok")
             segment.evaluated_count = count
-            segment.evaluated_at = ctx.clock.now()
+            segment.evaluated_at = session.now()
             segment.evaluated_version = version
             segment.last_error = None
         else:
