@@ -5,8 +5,9 @@ a profile the same way through these two functions:
 
 - instants: ISO 8601 in UTC with `Z`; a naive datetime is UTC (sources store UTC without offset);
 - dates and times: ISO 8601; durations: seconds as a number;
-- Decimals: an int when integral, else a float (JSON has one number type); NaN/Infinity (not JSON):
-  null; bytes: lowercase hex; UUIDs: text; sets: sorted lists; anything else: `str()`.
+- Decimals: an int when integral, else a float (JSON has one number type); NaN/Infinity and
+  integers too long to write (over 4000 digits) are not JSON: null; bytes: lowercase hex; UUIDs:
+  text; sets: sorted lists; anything else: `str()`.
 
 `to_text` is what a template or a CSV cell shows: "" for null, `true`/`false`, compact JSON for
 lists and objects, and otherwise the JSON value written as text."""
@@ -31,14 +32,26 @@ def isoformat_z(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
+#: Python refuses to write an int of more than 4300 digits as text (sys.int_info), so JSON cannot carry
+#: it: like Infinity it becomes null. (A PostgreSQL NUMERIC holds up to 131072 digits.)
+_MAX_INT_DIGITS = 4000
+_MAX_INT_BITS = int(_MAX_INT_DIGITS * math.log2(10))
+
+
 def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _integer(value: int) -> int | None:
+    return value if value.bit_length() <= _MAX_INT_BITS else None
+
+
 def to_json(value: Any) -> Json:
     """`value` as a JSON-compatible Python value (see the module docstring for the rules)."""
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or isinstance(value, bool | str):
         return value
+    if isinstance(value, int):
+        return _integer(value)
     if isinstance(value, float):
         return _number(value)
     if isinstance(value, datetime):
@@ -48,7 +61,10 @@ def to_json(value: Any) -> Json:
     if isinstance(value, Decimal):
         if not value.is_finite():
             return None
-        return int(value) if value == value.to_integral_value() else _number(float(value))
+        if value != value.to_integral_value():
+            return _number(float(value))
+        # adjusted() first: int() of Decimal("1E+999999999") would build a gigabyte-sized int.
+        return int(value) if value.adjusted() < _MAX_INT_DIGITS else None
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, uuid.UUID):

@@ -42,7 +42,8 @@ __all__ = [
     "resolve_local",
 ]
 
-_TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+# ASCII digits only, and the whole string (`$` would let a trailing newline through).
+_TIME_RE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 LAST_WORKING_DAY = "last_working_day"
 #: Upper bound on wall-clock candidates examined per call; reached only by specs that never fire.
 _MAX_CANDIDATES = 100_000
@@ -142,7 +143,7 @@ class _WallClockSchedule(Schedule):
 
 def parse_hhmm(raw: object, field: str = "time") -> time:
     """A 24-hour `HH:MM` wall time; ScheduleError naming `field` otherwise."""
-    if not isinstance(raw, str) or not _TIME_RE.match(raw):
+    if not isinstance(raw, str) or not _TIME_RE.fullmatch(raw):
         raise ScheduleError(field, "must be a 24-hour time HH:MM, e.g. 09:00")
     hours, minutes = raw.split(":")
     return time(int(hours), int(minutes))
