@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
+import uuid
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from overture.db.notify import PG_CHANNEL, bus
 
@@ -36,5 +39,34 @@ def test_listener__notify_from_another_connection__delivered_locally() -> None:
 
 def test_listener__sqlite__no_thread() -> None:
     engine = sa.create_engine("sqlite://")
+    before = set(threading.enumerate())
     stop = bus.start_listening(engine)
-    stop()
+    try:
+        started = set(threading.enumerate()) - before
+        assert not [t for t in started if t.name == "overture-notify"], started
+    finally:
+        stop()
+        stop()  # a no-op, safe to call twice
+        engine.dispose()
+
+
+def test_publish_on_commit__sqlite__delivered_in_process_after_commit_only() -> None:
+    engine = sa.create_engine("sqlite://")
+    topic = f"test-{uuid.uuid4().hex[:8]}"
+    received: list[str] = []
+    bus.subscribe(topic, received.append)
+    try:
+        with Session(engine) as session:
+            session.execute(sa.text("SELECT 1"))  # a unit of work that did something, as a writer has
+            bus.publish_on_commit(session, topic, "ws-rolled-back")
+            session.rollback()
+            assert received == []
+            session.execute(sa.text("SELECT 1"))
+            bus.publish_on_commit(session, topic, "ws-2")
+            bus.publish_on_commit(session, topic, "ws-1")
+            bus.publish_on_commit(session, topic, "ws-1")  # one notification per (topic, payload)
+            assert received == []  # nothing before the commit
+            session.commit()
+        assert received == ["ws-1", "ws-2"]
+    finally:
+        engine.dispose()

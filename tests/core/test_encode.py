@@ -21,9 +21,7 @@ ZONES = st.sampled_from(
 ).map(ZoneInfo) | st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
 
 NAIVE = st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(9999, 12, 30))
-AWARE = st.datetimes(
-    min_value=datetime(1900, 1, 2), max_value=datetime(9999, 12, 30), timezones=ZONES
-)
+AWARE = st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(9999, 12, 30), timezones=ZONES)
 DECIMALS = st.decimals(allow_nan=True, allow_infinity=True, places=None) | st.sampled_from(
     [Decimal("NaN"), Decimal("sNaN"), Decimal("-Infinity"), Decimal("1E+400"), Decimal("-0"), Decimal("2.50")]
 )

@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from overture.config import Settings
+from overture.data.source import EVENTS_TABLE
 from overture.db import migrate
 from overture.db.context import AppContext
 
@@ -132,10 +133,10 @@ def test_demo__loads_customers_and_events__second_run_adds_nothing(home: Path) -
     table = first["table"]
     plans = dict(_query(home, f"SELECT plan, count(*) FROM {table} GROUP BY plan"))
     assert set(plans) == {"free", "basic", "pro", "enterprise"} and plans["free"] > plans["enterprise"]
-    events = dict(_query(home, "SELECT event, count(*) FROM overture_events GROUP BY event"))
+    events = dict(_query(home, f"SELECT event, count(*) FROM {EVENTS_TABLE} GROUP BY event"))
     assert set(events) == {"app_open", "paywall_view", "purchase", "transaction_complete"}
     assert events["purchase"] == events["transaction_complete"]
-    revenue = _query(home, "SELECT count(*) FROM overture_events WHERE event = 'transaction_complete' "
+    revenue = _query(home, f"SELECT count(*) FROM {EVENTS_TABLE} WHERE event = 'transaction_complete' "
                      "AND CAST(properties->>'revenue' AS DOUBLE) > 0")  # fmt: skip
     assert revenue == [(events["transaction_complete"],)]
     again = _json(home, "demo", "--rows", "3000")

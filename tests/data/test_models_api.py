@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from overture.data.source import get_source
+from overture.data.source import EVENTS_TABLE, get_source, workspace_prefix
 from overture.db.context import AppContext
 from tests.conftest import WorkspaceFixture, create_key
 from tests.data.helpers import base, create_customers, create_model, numbered_customers
@@ -24,7 +24,7 @@ def test_create_managed_model__lists_declared_columns_with_kinds(
 ) -> None:
     model = create_customers(client, workspace, [])
     assert model["kind"] == "managed"
-    assert model["table"].startswith("ws_")
+    assert model["table"].startswith(workspace_prefix(workspace.id))
     kinds = {c["name"]: c["type"] for c in model["columns"]}
     assert kinds == {
         "customer_id": "string",
@@ -137,7 +137,7 @@ def test_sql_model__other_workspace_table_or_events__422(
     theirs = create_customers(client, other_workspace, numbered_customers(3))
     for sql in [
         f"SELECT * FROM {theirs['table']}",
-        "SELECT entity_id AS id FROM overture_events",
+        f"SELECT entity_id AS id FROM {EVENTS_TABLE}",
         "SELECT column1 AS id FROM read_csv('/etc/passwd')",
     ]:
         r = client.post(
