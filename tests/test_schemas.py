@@ -3,6 +3,7 @@ Also the `core.schedules` parsers every surface shares, whose errors must name t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, time
 
 import pytest
@@ -94,36 +95,29 @@ def test_parse_hhmm__valid(raw: str, expected: time) -> None:
     assert parse_hhmm(raw) == expected
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        *["24:00", "9:00", "09:60", "0900", "09:00:00", " 09:00", "09:00\n", "", None, 900, "ab:cd"],
-        "1\u0669:0\u0665",  # Arabic-Indic digits: int() reads them, HH:MM must not
-    ],
-)
-def test_parse_hhmm__invalid__error_names_the_field(raw: object) -> None:
-    with pytest.raises(ScheduleError) as exc:
-        parse_hhmm(raw, "quietHours.start")
-    assert exc.value.field == "quietHours.start"
-    assert str(exc.value).startswith("quietHours.start: ")
-    with pytest.raises(ScheduleError) as default:
-        parse_hhmm(raw)
-    assert default.value.field == "time"
-
-
 @pytest.mark.parametrize("name", ["Europe/Paris", "UTC", "America/Argentina/Buenos_Aires"])
 def test_parse_zone__valid(name: str) -> None:
     assert parse_zone(name).key == name
 
 
+BAD_HHMM = [
+    *["24:00", "9:00", "09:60", "0900", "09:00:00", " 09:00", "09:00\n", "", None, 900, "ab:cd"],
+    "1\u0669:0\u0665",  # Arabic-Indic digits: int() reads them, HH:MM must not
+]
+BAD_ZONES = ["Mars/Olympus", "", None, 3, "../../etc/passwd", "Europe/Paris\x00", "/UTC"]
+
+
 @pytest.mark.parametrize(
-    "name", ["Mars/Olympus", "", None, 3, "../../etc/passwd", "Europe/Paris\x00", "/UTC"]
+    ("parser", "default_field", "raw"),
+    [(parse_hhmm, "time", raw) for raw in BAD_HHMM] + [(parse_zone, "timezone", raw) for raw in BAD_ZONES],
 )
-def test_parse_zone__invalid__error_names_the_field(name: object) -> None:
+def test_parse_hhmm_and_zone__invalid__error_names_the_field(
+    parser: Callable[..., object], default_field: str, raw: object
+) -> None:
     with pytest.raises(ScheduleError) as exc:
-        parse_zone(name, "sendTime.timezone")
-    assert exc.value.field == "sendTime.timezone"
-    assert str(exc.value).startswith("sendTime.timezone: ")
+        parser(raw, "sendTime.at")
+    assert exc.value.field == "sendTime.at"
+    assert str(exc.value).startswith("sendTime.at: ")
     with pytest.raises(ScheduleError) as default:
-        parse_zone(name)
-    assert default.value.field == "timezone"
+        parser(raw)
+    assert default.value.field == default_field
