@@ -123,9 +123,9 @@ def one_run(ctx: AppContext, members: int) -> tuple[float, dict[str, Any], str]:
         body = JourneyCreate.model_validate(
             {"name": "bench", "parent_model_id": model.id, "tiles": TILES, "edges": EDGES}
         )
-        journey = journeys.create_journey(ctx, session, workspace_id, None, body)
-        journeys.change_status(ctx, session, journey.id, Action.ACTIVATE)
-        run, _ = journeys.trigger_run(ctx, session, journey.id, RunTrigger.MANUAL)
+        journey = journeys.create_journey(session, None, body)
+        journeys.change_status(session, journey.id, Action.ACTIVATE)
+        run, _ = journeys.trigger_run(session, journey.id, RunTrigger.MANUAL)
         run_id, journey_id = run.id, journey.id
     elapsed, counts = timed_run(ctx, workspace_id, journey_id, run_id)
     return elapsed, counts, journey_id
@@ -151,7 +151,7 @@ def later_run(ctx: AppContext, journey_id: str) -> tuple[float, dict[str, Any]]:
         workspace_id = session.scalar(sa.select(Journey.workspace_id).where(Journey.id == journey_id))
     assert workspace_id is not None
     with ctx.transaction(workspace_id=workspace_id) as session:
-        run, _ = journeys.trigger_run(ctx, session, journey_id, RunTrigger.MANUAL)
+        run, _ = journeys.trigger_run(session, journey_id, RunTrigger.MANUAL)
         run_id = run.id
     return timed_run(ctx, workspace_id, journey_id, run_id)
 

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from overture.data.source import get_source
-from overture.journeys.members import bucket_of
+from overture.journeys.members import MemberStore, bucket_of
 from tests.journeys.conftest import Api, create_customers_table, execute
 
 ENTRY = {"id": "in", "type": "entry"}
@@ -122,9 +122,9 @@ def test_split__10000_members__proportions_within_tolerance_and_reproducible(api
 
 
 def _final_tiles(api: Api, journey_id: str) -> dict[str, str]:
-    table = f"ws_{api.ws.id.replace('-', '')[:12]}_jrn_{journey_id.replace('-', '')}_members"
+    members = MemberStore(get_source(api.ctx), api.ws.id, journey_id).members
     with get_source(api.ctx).connect() as conn:
-        return {str(m): str(t) for m, t in conn.execute(sa.text(f"SELECT member_id, tile_id FROM {table}"))}
+        return {str(m): str(t) for m, t in conn.execute(sa.select(members.c.member_id, members.c.tile_id))}
 
 
 @pytest.mark.parametrize(("reentry", "second_entries"), [("never", 0), ("after_exit", 5)])

@@ -1,4 +1,8 @@
-"""Journey and run statuses, and the journey lifecycle as a table of allowed transitions (data, not ifs)."""
+"""Journey, run and member statuses, each a `Machine`: a table of allowed moves (data, not ifs).
+
+Nothing assigns one of these statuses by hand: the journey and run objects move through
+`JOURNEY.transition` / `RUN.move`, and the set-based member statements select the rows a move may
+leave from with `MEMBER.sources`."""
 
 from __future__ import annotations
 
@@ -6,20 +10,22 @@ from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
 
-from overture.errors import Conflict
+from overture.machine import Machine
 
 __all__ = [
     "ACTION_TARGETS",
     "DELETABLE",
+    "JOURNEY",
+    "MEMBER",
+    "RUN",
     "RUNNABLE",
-    "TRANSITIONS",
+    "UNFINISHED_RUN",
     "Action",
     "JourneyStatus",
     "MemberStatus",
     "RunStatus",
     "RunTrigger",
     "target_of",
-    "transition",
 ]
 
 
@@ -50,9 +56,6 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-UNFINISHED_RUN = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
-
-
 class RunTrigger(StrEnum):
     MANUAL = "manual"
     SCHEDULE = "schedule"
@@ -66,7 +69,9 @@ class MemberStatus(StrEnum):
 
 S = JourneyStatus
 #: Every allowed move and the one action that makes it. Any pair not listed is refused with a 409.
-TRANSITIONS: Mapping[tuple[JourneyStatus, JourneyStatus], Action] = MappingProxyType(
+JOURNEY: Machine[JourneyStatus] = Machine(
+    "journey",
+    JourneyStatus,
     {
         (S.DRAFT, S.ACTIVE): Action.ACTIVATE,
         (S.ERROR, S.ACTIVE): Action.ACTIVATE,  # after a human fixed what broke the run
@@ -78,7 +83,8 @@ TRANSITIONS: Mapping[tuple[JourneyStatus, JourneyStatus], Action] = MappingProxy
         (S.DRAINING, S.ARCHIVED): Action.RUN,  # a run ended with no active member left
         (S.ACTIVE, S.ERROR): Action.RUN,  # a run failed in a way that needs a human
         (S.DRAINING, S.ERROR): Action.RUN,
-    }
+    },
+    terminal={S.ARCHIVED},
 )
 
 #: Where each endpoint action leads.
@@ -91,21 +97,35 @@ RUNNABLE = frozenset({S.ACTIVE, S.DRAINING})
 #: Statuses a journey may be deleted in: it must not be moving members.
 DELETABLE = frozenset({S.DRAFT, S.PAUSED, S.ARCHIVED, S.ERROR})
 
+R = RunStatus
+#: A run is created pending; a worker starts it; it ends completed, failed (an error, or its worker
+#: lost) or cancelled (by request, or because its journey stopped running) — from pending too.
+RUN: Machine[RunStatus] = Machine(
+    "run",
+    RunStatus,
+    {
+        (R.PENDING, R.RUNNING),
+        (R.RUNNING, R.COMPLETED),
+        (R.PENDING, R.FAILED),
+        (R.RUNNING, R.FAILED),
+        (R.PENDING, R.CANCELLED),
+        (R.RUNNING, R.CANCELLED),
+    },
+    terminal={R.COMPLETED, R.FAILED, R.CANCELLED},
+)
+#: A run that still blocks its journey (at most one per journey: a partial unique index).
+UNFINISHED_RUN = frozenset(set(RunStatus) - RUN.terminal)
+
+M = MemberStatus
+#: A membership ends once, completed (exit tile, end of a path) or exited (removed); re-entering
+#: creates a new membership, it never reopens one.
+MEMBER: Machine[MemberStatus] = Machine(
+    "member",
+    MemberStatus,
+    {(M.ACTIVE, M.COMPLETED), (M.ACTIVE, M.EXITED)},
+    terminal={M.COMPLETED, M.EXITED},
+)
+
 
 def target_of(action: Action) -> JourneyStatus:
     return ACTION_TARGETS[action]
-
-
-def transition(current: str, target: str, action: Action) -> JourneyStatus:
-    """The new status if `action` may move a journey from `current` to `target`; 409 otherwise,
-    naming both states."""
-    try:
-        pair = (JourneyStatus(current), JourneyStatus(target))
-    except ValueError:
-        raise Conflict(f"Cannot move journey from '{current}' to '{target}'")
-    if TRANSITIONS.get(pair) != action:
-        raise Conflict(
-            f"Cannot move journey from '{current}' to '{target}'",
-            details={"from": current, "to": target, "action": str(action)},
-        )
-    return pair[1]

@@ -11,8 +11,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from overture.db.base import Base, JSONType, UTCDateTime, WorkspaceScoped, new_id
 
-OPEN_RUN_STATUSES = ("pending", "running")
-
 
 class Journey(WorkspaceScoped, Base):
     """An orchestration: a DAG of tiles over an entity model, moved along by runs."""
@@ -46,7 +44,8 @@ class Journey(WorkspaceScoped, Base):
 
 class JourneyRun(WorkspaceScoped, Base):
     """One evaluation of a journey. At most one pending or running run per journey (a partial
-    unique index, so two concurrent triggers cannot both start one)."""
+    unique index over `lifecycle.UNFINISHED_RUN`, so two concurrent triggers cannot both start one).
+    `status` moves only through `lifecycle.RUN`."""
 
     __tablename__ = "journey_runs"
     __table_args__ = (

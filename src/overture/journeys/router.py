@@ -6,9 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from overture.auth.deps import DbSession, check_workspace_path, get_ctx, require
+from overture.auth.deps import DbSession, check_workspace_path, require
 from overture.auth.service import Caller
-from overture.db.context import AppContext
 from overture.journeys import service
 from overture.journeys.lifecycle import Action, RunTrigger
 from overture.journeys.schemas import (
@@ -31,7 +30,6 @@ Reader = Annotated[Caller, Depends(require("journeys:read"))]
 Writer = Annotated[Caller, Depends(require("journeys:write"))]
 #: Stats are analytics (the scope table says so): a reporting key needs no access to definitions.
 Analyst = Annotated[Caller, Depends(require("analytics:read"))]
-Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
 @router.get("", response_model=list[JourneyRead], summary="List all orchestrations")
@@ -40,8 +38,8 @@ def list_journeys(id: str, caller: Reader, db: DbSession) -> object:
 
 
 @router.post("", status_code=201, response_model=JourneyRead, summary="Create an orchestration")
-def create_journey(id: str, body: JourneyCreate, caller: Writer, db: DbSession, ctx: Ctx) -> object:
-    return service.create_journey(ctx, db, caller.workspace_id, caller.key_id, body)
+def create_journey(id: str, body: JourneyCreate, caller: Writer, db: DbSession) -> object:
+    return service.create_journey(db, caller.key_id, body)
 
 
 @router.get("/{journeyId}", response_model=JourneyRead, summary="Get an orchestration")
@@ -50,30 +48,28 @@ def get_journey(id: str, journeyId: str, caller: Reader, db: DbSession) -> objec
 
 
 @router.put("/{journeyId}", response_model=JourneyRead, summary="Update an orchestration")
-def update_journey(
-    id: str, journeyId: str, body: JourneyUpdate, caller: Writer, db: DbSession, ctx: Ctx
-) -> object:
+def update_journey(id: str, journeyId: str, body: JourneyUpdate, caller: Writer, db: DbSession) -> object:
     """Fields sent replace the stored ones. On an active journey the change takes effect at the next
     run; members standing on a tile the change removed then leave with reason `tile_removed`."""
-    return service.update_journey(ctx, db, journeyId, body)
+    return service.update_journey(db, journeyId, body)
 
 
 @router.delete("/{journeyId}", response_model=StatusOnly, summary="Delete an orchestration")
-def delete_journey(id: str, journeyId: str, caller: Writer, db: DbSession, ctx: Ctx) -> object:
+def delete_journey(id: str, journeyId: str, caller: Writer, db: DbSession) -> object:
     """Active (and draining) orchestrations must be paused first (409)."""
-    service.delete_journey(ctx, db, journeyId)
+    service.delete_journey(db, journeyId)
     return {"status": "deleted"}
 
 
 @router.post("/{journeyId}/validate", response_model=ValidationResult, summary="Validate orchestration DAG")
-def validate_journey(id: str, journeyId: str, caller: Reader, db: DbSession, ctx: Ctx) -> object:
-    errors = service.validation_errors(ctx, db, service.get_journey(db, journeyId))
+def validate_journey(id: str, journeyId: str, caller: Reader, db: DbSession) -> object:
+    errors = service.validation_errors(db, service.get_journey(db, journeyId))
     return {"valid": not errors, "errors": errors}
 
 
 def _lifecycle(action: Action, summary: str, doc: str) -> None:
-    def endpoint(id: str, journeyId: str, caller: Writer, db: DbSession, ctx: Ctx) -> object:
-        return service.change_status(ctx, db, journeyId, action)
+    def endpoint(id: str, journeyId: str, caller: Writer, db: DbSession) -> object:
+        return service.change_status(db, journeyId, action)
 
     endpoint.__name__ = f"{action}_journey"
     endpoint.__doc__ = doc
@@ -102,10 +98,10 @@ _lifecycle(
 
 
 @router.post("/{journeyId}/trigger", response_model=RunRead, status_code=201, summary="Trigger evaluation")
-def trigger(id: str, journeyId: str, caller: Writer, db: DbSession, ctx: Ctx, response: Response) -> object:
+def trigger(id: str, journeyId: str, caller: Writer, db: DbSession, response: Response) -> object:
     """Creates a run (201) that a worker executes; while a run of this orchestration is pending or
     running, returns that run instead (200)."""
-    run, created = service.trigger_run(ctx, db, journeyId, RunTrigger.MANUAL)
+    run, created = service.trigger_run(db, journeyId, RunTrigger.MANUAL)
     if not created:
         response.status_code = 200
     return run
@@ -123,19 +119,19 @@ def get_run(id: str, journeyId: str, runId: str, caller: Reader, db: DbSession) 
 
 
 @router.post("/{journeyId}/runs/{runId}/cancel", response_model=StatusOnly, summary="Cancel a run")
-def cancel_run(id: str, journeyId: str, runId: str, caller: Writer, db: DbSession, ctx: Ctx) -> object:
+def cancel_run(id: str, journeyId: str, runId: str, caller: Writer, db: DbSession) -> object:
     """A running run stops before its next step; a finished run cannot be cancelled (409)."""
-    service.cancel_run(ctx, db, journeyId, runId)
+    service.cancel_run(db, journeyId, runId)
     return {"status": "cancelled"}
 
 
 @router.get("/{journeyId}/stats", response_model=StatsRead, summary="Get orchestration stats")
-def get_stats(id: str, journeyId: str, caller: Analyst, db: DbSession, ctx: Ctx) -> object:
+def get_stats(id: str, journeyId: str, caller: Analyst, db: DbSession) -> object:
     """Member counts by tile (where each member stands or finished) and in total."""
-    return service.stats(ctx, db, journeyId)
+    return service.stats(db, journeyId)
 
 
 @router.get("/{journeyId}/members/{memberId}", response_model=MemberRead, summary="Get a member's path")
-def get_member(id: str, journeyId: str, memberId: str, caller: Reader, db: DbSession, ctx: Ctx) -> object:
+def get_member(id: str, journeyId: str, memberId: str, caller: Reader, db: DbSession) -> object:
     """The member's status and every tile it passed, with timestamps (not in seed 001)."""
-    return service.member_path(ctx, db, journeyId, memberId)
+    return service.member_path(db, journeyId, memberId)

@@ -26,14 +26,13 @@ import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import sqlalchemy as sa
 
 from overture.core.dag import topological_order
+from overture.core.encode import to_json
 from overture.core.filters import FilterError, parse, to_sql
 from overture.core.schedules import next_local_time
 from overture.data.service import get_model, relation_for
@@ -42,7 +41,7 @@ from overture.db.context import AppContext
 from overture.delivery.service import get_destination
 from overture.errors import Invalid, NotFound, OvertureError
 from overture.journeys import service, validation
-from overture.journeys.lifecycle import RUNNABLE, UNFINISHED_RUN, JourneyStatus, RunStatus
+from overture.journeys.lifecycle import RUN, RUNNABLE, UNFINISHED_RUN, JourneyStatus, RunStatus
 from overture.journeys.members import Layout, MemberStore, Relation, Step, naive_utc
 from overture.journeys.models import Journey, JourneyRun
 from overture.runtime import outbox
@@ -109,21 +108,21 @@ def execute_run(
     except (LeaseLost, JobInterrupted):
         raise  # another worker owns the run now, or this one stops: the run resumes elsewhere
     except JobCancelled:
-        return _stop(ctx, run_id, "cancelled by request")
+        return _end(ctx, run_id, RunStatus.CANCELLED, "cancelled by request")
     except RunStopped as stop:
-        return _stop(ctx, run_id, str(stop))
+        return _end(ctx, run_id, RunStatus.CANCELLED, str(stop))
     except NeedsHuman as exc:
-        return _fail(ctx, run_id, str(exc), needs_human=True, failed=execution.failed)
+        return _end(ctx, run_id, RunStatus.FAILED, str(exc), needs_human=True, failed=execution.failed)
     except OvertureError as exc:
         if isinstance(exc, Invalid | NotFound | SourceError):
-            return _fail(ctx, run_id, exc.message, needs_human=True, failed=execution.failed)
+            return _end(ctx, run_id, RunStatus.FAILED, exc.message, needs_human=True, failed=execution.failed)
         if last_attempt:
-            return _fail(ctx, run_id, exc.message, needs_human=False, failed=execution.failed)
+            return _end(ctx, run_id, RunStatus.FAILED, exc.message, failed=execution.failed)
         raise
     except Exception as exc:
         if last_attempt:
-            return _fail(
-                ctx, run_id, f"{type(exc).__name__}: {exc}", needs_human=False, failed=execution.failed
+            return _end(
+                ctx, run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}", failed=execution.failed
             )
         raise
     return _finish(ctx, run_id, execution)
@@ -143,13 +142,13 @@ def _start(ctx: AppContext, run_id: str) -> tuple[datetime, Plan] | None:
             return None
         journey = session.get(Journey, run.journey_id)
         if journey is None or journey.status not in RUNNABLE:
-            run.status = RunStatus.CANCELLED
-            run.finished_at = ctx.clock.now()
-            run.error = "journey is not active" if journey is None else f"journey is {journey.status}"
+            reason = "journey is not active" if journey is None else f"journey is {journey.status}"
+            service.end_run(session, run, RunStatus.CANCELLED, reason)
             return None
-        if run.status == RunStatus.PENDING or run.started_at is None:
-            run.status = RunStatus.RUNNING
-            run.started_at = ctx.clock.now()
+        if run.status == RunStatus.PENDING:
+            RUN.move(run, RunStatus.RUNNING)
+        if run.started_at is None:
+            run.started_at = session.now()
             run.journey_version = journey.version
         journey.last_run_id = run.id
         journey.last_run_at = run.started_at
@@ -361,7 +360,7 @@ class _Execution:
                         idempotency_key=outbox.idempotency_key(
                             "journey", self.plan.journey_id, tile_id, row["__member_id"], row["__entry_no"]
                         ),
-                        payload={to: _jsonable(row[f"f_{position[source]}"]) for source, to in mapping},
+                        payload={to: to_json(row[f"f_{position[source]}"]) for source, to in mapping},
                         source_kind="journey_run",
                         source_id=self.run_id,
                     )
@@ -411,27 +410,6 @@ def _levels(order: Sequence[str], out: Mapping[str, Sequence[tuple[str, str | No
     return grouped
 
 
-def _jsonable(value: Any) -> Any:
-    """Profile values as JSON: instants in ISO 8601 UTC, decimals as numbers, the rest as text."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return str(value)
-
-
 # -- outcomes --------------------------------------------------------------------------------------
 def _final_counts(ctx: AppContext, run_id: str, failed: int) -> dict[str, int]:
     """The run's counts summed from the steps it committed in the data source (best effort when
@@ -461,8 +439,7 @@ def _finish(ctx: AppContext, run_id: str, execution: _Execution) -> str:
         run.counts = counts
         if run.status != RunStatus.RUNNING:  # cancelled after its last step: keep the cancellation
             return str(run.status)
-        run.status = RunStatus.COMPLETED
-        run.finished_at = ctx.clock.now()
+        service.end_run(session, run, RunStatus.COMPLETED, None)
         run.step = None
         journey = session.get(Journey, run.journey_id)
         if journey is not None and journey.status == JourneyStatus.DRAINING and still_active == 0:
@@ -470,34 +447,29 @@ def _finish(ctx: AppContext, run_id: str, execution: _Execution) -> str:
         return RunStatus.COMPLETED
 
 
-def _stop(ctx: AppContext, run_id: str, reason: str) -> str:
-    counts = _final_counts(ctx, run_id, 0)
-    with ctx.transaction() as session:
-        run = session.get(JourneyRun, run_id)
-        if run is None:
-            return "missing"
-        run.counts = counts
-        if run.status in UNFINISHED_RUN:
-            run.status = RunStatus.CANCELLED
-            run.finished_at = ctx.clock.now()
-            run.error = reason
-        return str(run.status)
-
-
-def _fail(ctx: AppContext, run_id: str, message: str, *, needs_human: bool, failed: int) -> str:
-    log.warning("journey run %s failed: %s", run_id, message)
+def _end(
+    ctx: AppContext,
+    run_id: str,
+    status: RunStatus,
+    reason: str,
+    *,
+    needs_human: bool = False,
+    failed: int = 0,
+) -> str:
+    """End a run that stopped early: cancelled (by request, its journey paused or deleted) or failed
+    (`needs_human` also puts the journey in error, with `reason`). Returns the run's final status; a
+    run already over (cancelled meanwhile) keeps its outcome."""
+    if status == RunStatus.FAILED:
+        log.warning("journey run %s failed: %s", run_id, reason)
     counts = _final_counts(ctx, run_id, failed)
     with ctx.transaction() as session:
         run = session.get(JourneyRun, run_id)
         if run is None:
             return "missing"
         run.counts = counts
-        if run.status in UNFINISHED_RUN:
-            run.status = RunStatus.FAILED
-            run.finished_at = ctx.clock.now()
-            run.error = message
+        service.end_run(session, run, status, reason)
         if needs_human:
             journey = session.get(Journey, run.journey_id)
             if journey is not None and journey.status in RUNNABLE:
-                service.record_run_outcome(session, journey, JourneyStatus.ERROR, message)
+                service.record_run_outcome(session, journey, JourneyStatus.ERROR, reason)
         return str(run.status)

@@ -7,14 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from overture.schemas import Strict
+
 TileType = Literal["entry", "wait", "filter", "sync", "split", "exit"]
 TILE_TYPES: tuple[str, ...] = ("entry", "wait", "filter", "sync", "split", "exit")
 MAX_TILES = 200
 MAX_EDGES = 400
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class TileIn(Strict):
@@ -45,7 +43,7 @@ class EdgeIn(Strict):
     """A connection. Out-edges of filter tiles carry `branch` `match`/`no_match`; of split tiles,
     the variant name."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)  # extra fields stay forbidden (Strict)
 
     source: str = Field(alias="from", min_length=1, max_length=100)
     to: str = Field(min_length=1, max_length=100)

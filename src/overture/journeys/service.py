@@ -19,12 +19,15 @@ from overture.data.models import EntityModel
 from overture.data.service import compile_against, get_model, relation_for
 from overture.data.source import get_source
 from overture.db.context import AppContext
+from overture.db.lookup import get_or_404
 from overture.db.session import Session
 from overture.delivery.service import get_destination
 from overture.errors import Conflict, Invalid, NotFound, OvertureError
 from overture.journeys import validation
 from overture.journeys.lifecycle import (
     DELETABLE,
+    JOURNEY,
+    RUN,
     RUNNABLE,
     UNFINISHED_RUN,
     Action,
@@ -32,7 +35,6 @@ from overture.journeys.lifecycle import (
     RunStatus,
     RunTrigger,
     target_of,
-    transition,
 )
 from overture.journeys.members import STEP_COUNTS, MemberStore, aware, parse_events
 from overture.journeys.models import Journey, JourneyRun
@@ -76,11 +78,22 @@ def member_store(ctx: AppContext, journey: Journey) -> MemberStore:
     return MemberStore(get_source(ctx), journey.workspace_id, journey.id)
 
 
+def end_run(session: Session, run: JourneyRun, status: RunStatus, error: str | None) -> bool:
+    """Move an unfinished run to its end (`status`: completed, failed or cancelled) at the session's
+    now; a run already over keeps its outcome. True if it moved."""
+    if run.status not in UNFINISHED_RUN:
+        return False
+    RUN.move(run, status)
+    run.finished_at = session.now()
+    run.error = error
+    return True
+
+
 # -- definition checks -----------------------------------------------------------------------------
 class _ModelView:
     """The parent model as checks need it: columns and a criteria compiler, or why it is unusable."""
 
-    def __init__(self, ctx: AppContext, session: Session, model_id: str) -> None:
+    def __init__(self, session: Session, model_id: str) -> None:
         self.session = session
         self.model: EntityModel | None = None
         self.error: str | None = None
@@ -108,9 +121,9 @@ class _ModelView:
         return None
 
 
-def _check_at_save(ctx: AppContext, session: Session, journey: Journey) -> None:
+def _check_at_save(session: Session, journey: Journey) -> None:
     """Refuse (422, naming the field) what is malformed; incomplete drafts pass (see validation)."""
-    view = _ModelView(ctx, session, journey.parent_model_id)
+    view = _ModelView(session, journey.parent_model_id)
     if view.model is None:
         raise Invalid(
             f"parent_model_id: no entity model '{journey.parent_model_id}' in this workspace",
@@ -141,10 +154,10 @@ def _check_at_save(ctx: AppContext, session: Session, journey: Journey) -> None:
         )
 
 
-def validation_errors(ctx: AppContext, session: Session, journey: Journey) -> list[str]:
+def validation_errors(session: Session, journey: Journey) -> list[str]:
     """Every reason the journey cannot run, as sentences: graph, model, criteria, tiles, destinations."""
     errors = validation.graph_errors(journey.tiles, journey.edges)
-    view = _ModelView(ctx, session, journey.parent_model_id)
+    view = _ModelView(session, journey.parent_model_id)
     if view.error is not None:
         errors.append(view.error)
     for name, label in (("entry_criteria", "Entry criteria"), ("exit_criteria", "Exit criteria")):
@@ -172,21 +185,13 @@ def list_journeys(session: Session) -> list[Journey]:
 
 
 def get_journey(session: Session, journey_id: str, *, lock: bool = False) -> Journey:
-    query = sa.select(Journey).where(Journey.id == journey_id)
-    if lock:
-        query = query.with_for_update()
-    journey = session.scalars(query).one_or_none()
-    if journey is None:
-        raise NotFound("journey not found")
-    return journey
+    return get_or_404(session, Journey, journey_id, what="journey", lock=lock)
 
 
-def create_journey(
-    ctx: AppContext, session: Session, workspace_id: str, created_by: str | None, body: JourneyCreate
-) -> Journey:
-    now = ctx.clock.now()
+def create_journey(session: Session, created_by: str | None, body: JourneyCreate) -> Journey:
+    now = session.now()
     journey = Journey(
-        workspace_id=workspace_id,
+        workspace_id=session.workspace_id,
         name=body.name,
         description=body.description,
         parent_model_id=body.parent_model_id,
@@ -202,7 +207,7 @@ def create_journey(
         created_at=now,
         updated_at=now,
     )
-    _check_at_save(ctx, session, journey)
+    _check_at_save(session, journey)
     session.add(journey)
     session.flush()
     return journey
@@ -214,7 +219,7 @@ def _schedule_text(value: str | None) -> str | None:
     return value.strip()
 
 
-def update_journey(ctx: AppContext, session: Session, journey_id: str, body: JourneyUpdate) -> Journey:
+def update_journey(session: Session, journey_id: str, body: JourneyUpdate) -> Journey:
     """Replace the fields sent. On a live journey the new definition must be valid and takes effect
     at the next run (members on removed tiles then leave with reason tile_removed)."""
     journey = get_journey(session, journey_id, lock=True)
@@ -237,19 +242,19 @@ def update_journey(ctx: AppContext, session: Session, journey_id: str, body: Jou
         journey.edges = [e.stored() for e in body.edges or []]
     if "schedule" in sent:
         journey.schedule = _schedule_text(body.schedule)
-    _check_at_save(ctx, session, journey)
+    _check_at_save(session, journey)
     if journey.status in (JourneyStatus.ACTIVE, JourneyStatus.DRAINING, JourneyStatus.PAUSED):
-        errors = validation_errors(ctx, session, journey)
+        errors = validation_errors(session, journey)
         if errors:
             raise InvalidJourney(errors)
     journey.version += 1
-    journey.updated_at = ctx.clock.now()
+    journey.updated_at = session.now()
     _sync_schedule(session, journey)
     session.flush()
     return journey
 
 
-def delete_journey(ctx: AppContext, session: Session, journey_id: str) -> None:
+def delete_journey(session: Session, journey_id: str) -> None:
     """Delete a journey that moves nobody (409 while active or draining: pause it first). Its open
     runs are cancelled and its member tables dropped by a job once this commits."""
     journey = get_journey(session, journey_id, lock=True)
@@ -278,19 +283,18 @@ def delete_journey(ctx: AppContext, session: Session, journey_id: str) -> None:
 
 
 # -- lifecycle -------------------------------------------------------------------------------------
-def change_status(ctx: AppContext, session: Session, journey_id: str, action: Action) -> Journey:
+def change_status(session: Session, journey_id: str, action: Action) -> Journey:
     """Apply a lifecycle endpoint. The move must be in the transition table (409 naming both states);
     activation also requires a valid journey (422 with every error)."""
     journey = get_journey(session, journey_id, lock=True)
-    target = target_of(action)
-    new_status = transition(journey.status, target, action)
+    new_status = JOURNEY.transition(journey.status, target_of(action), action)
     if action == Action.ACTIVATE:
-        errors = validation_errors(ctx, session, journey)
+        errors = validation_errors(session, journey)
         if errors:
             raise InvalidJourney(errors)
     journey.status = new_status
     journey.status_error = ""
-    journey.updated_at = ctx.clock.now()
+    journey.updated_at = session.now()
     _sync_schedule(session, journey)
     session.flush()
     return journey
@@ -326,7 +330,7 @@ def record_run_outcome(
     session: Session, journey: Journey, action_target: JourneyStatus, error: str = ""
 ) -> None:
     """A run's automatic move (draining -> archived, active -> error), through the same table."""
-    journey.status = transition(journey.status, action_target, Action.RUN)
+    journey.status = JOURNEY.transition(journey.status, action_target, Action.RUN)
     journey.status_error = error
     _sync_schedule(session, journey)
 
@@ -342,33 +346,29 @@ def _cancel_job_of(session: Session, run_id: str) -> None:
         jobs.cancel_job(session, job_id)
 
 
-def _reap_if_lost(ctx: AppContext, session: Session, run: JourneyRun) -> bool:
+def _reap_if_lost(session: Session, run: JourneyRun) -> bool:
     """An open run whose job is over (its worker died on the last attempt, or it was cancelled
     around us) is failed, so it no longer blocks the journey. True if it was reaped."""
     status = session.scalar(sa.select(Job.status).where(Job.unique_key == _job_key(run.id)))
     if status is None or status not in JobStatus.FINISHED:
         return False
-    run.status = RunStatus.FAILED
-    run.error = run.error or "the worker executing this run was lost"
-    run.finished_at = ctx.clock.now()
+    end_run(session, run, RunStatus.FAILED, run.error or "the worker executing this run was lost")
     session.flush()
     return True
 
 
-def open_run(ctx: AppContext, session: Session, journey_id: str) -> JourneyRun | None:
+def open_run(session: Session, journey_id: str) -> JourneyRun | None:
     run = session.scalars(
         sa.select(JourneyRun).where(
             JourneyRun.journey_id == journey_id, JourneyRun.status.in_(UNFINISHED_RUN)
         )
     ).one_or_none()
-    if run is not None and _reap_if_lost(ctx, session, run):
+    if run is not None and _reap_if_lost(session, run):
         return None
     return run
 
 
-def trigger_run(
-    ctx: AppContext, session: Session, journey_id: str, trigger: RunTrigger
-) -> tuple[JourneyRun, bool]:
+def trigger_run(session: Session, journey_id: str, trigger: RunTrigger) -> tuple[JourneyRun, bool]:
     """Create a run and enqueue its job, or return the journey's open run (created=False): one run of
     a journey at a time, guarded by a partial unique index against concurrent triggers."""
     journey = get_journey(session, journey_id, lock=True)
@@ -377,7 +377,7 @@ def trigger_run(
             f"Journey is {journey.status}; only active or draining journeys run",
             details={"status": journey.status},
         )
-    existing = open_run(ctx, session, journey.id)
+    existing = open_run(session, journey.id)
     if existing is not None:
         return existing, False
     run = JourneyRun(
@@ -385,7 +385,7 @@ def trigger_run(
         journey_id=journey.id,
         status=RunStatus.PENDING,
         trigger=trigger,
-        created_at=ctx.clock.now(),
+        created_at=session.now(),
         counts=RunCounts().model_dump(),
     )
     try:
@@ -393,7 +393,7 @@ def trigger_run(
             session.add(run)
             session.flush()
     except sa.exc.IntegrityError:
-        existing = open_run(ctx, session, journey.id)
+        existing = open_run(session, journey.id)
         if existing is None:
             raise Conflict("another run of this journey is starting; retry")
         return existing, False
@@ -417,35 +417,28 @@ def list_runs(session: Session, journey_id: str) -> list[JourneyRun]:
 
 def get_run(session: Session, journey_id: str, run_id: str) -> JourneyRun:
     get_journey(session, journey_id)
-    run = session.scalars(
-        sa.select(JourneyRun).where(JourneyRun.id == run_id, JourneyRun.journey_id == journey_id)
-    ).one_or_none()
-    if run is None:
-        raise NotFound("run not found")
-    return run
+    return get_or_404(session, JourneyRun, run_id, what="run", journey_id=journey_id)
 
 
-def cancel_run(ctx: AppContext, session: Session, journey_id: str, run_id: str) -> JourneyRun:
+def cancel_run(session: Session, journey_id: str, run_id: str) -> JourneyRun:
     """Cancel a pending or running run. A running one stops before its next step (each step is one
-    transaction, so every member stands on a consistent tile); a finished one is a 409."""
+    transaction, so every member stands on a consistent tile); a finished one is a 409 naming both
+    states."""
     run = get_run(session, journey_id, run_id)
-    if run.status not in UNFINISHED_RUN:
-        raise Conflict(f"Run is already {run.status}", details={"status": run.status})
-    run.status = RunStatus.CANCELLED
-    run.finished_at = ctx.clock.now()
-    run.error = "cancelled by request"
+    RUN.transition(run.status, RunStatus.CANCELLED)  # the 409 for a run already over
+    end_run(session, run, RunStatus.CANCELLED, "cancelled by request")
     _cancel_job_of(session, run.id)
     session.flush()
     return run
 
 
 # -- stats and members -----------------------------------------------------------------------------
-def stats(ctx: AppContext, session: Session, journey_id: str) -> StatsRead:
+def stats(session: Session, journey_id: str) -> StatsRead:
     """Members by tile and status (a member is counted where it stands, or where it finished)."""
     journey = get_journey(session, journey_id)
     tiles: dict[str, MemberCounts] = {str(t.get("id")): MemberCounts() for t in journey.tiles}
     total = MemberCounts()
-    store = member_store(ctx, journey)
+    store = member_store(session.ctx, journey)
     source = store.source
     with source.connect() as conn:
         rows = store.stats(conn) if store.exists(conn) else []
@@ -457,10 +450,10 @@ def stats(ctx: AppContext, session: Session, journey_id: str) -> StatsRead:
     return StatsRead(tiles=tiles, total=total)
 
 
-def member_path(ctx: AppContext, session: Session, journey_id: str, member_id: str) -> MemberRead:
+def member_path(session: Session, journey_id: str, member_id: str) -> MemberRead:
     """A member's latest membership and every event of every membership, oldest first."""
     journey = get_journey(session, journey_id)
-    store = member_store(ctx, journey)
+    store = member_store(session.ctx, journey)
     with store.source.connect() as conn:
         if not store.exists(conn):
             raise NotFound("member not found in this journey")

@@ -36,7 +36,7 @@ def scheduled_run(ctx: AppContext, job: JobContext) -> None:
         if journey is None or journey.status not in RUNNABLE:
             log.info("schedule fired for journey %s, which does not run now; skipped", journey_id)
             return
-        service.trigger_run(ctx, session, journey_id, RunTrigger.SCHEDULE)
+        service.trigger_run(session, journey_id, RunTrigger.SCHEDULE)
 
 
 @job_handler(service.DROP_TABLES_JOB)

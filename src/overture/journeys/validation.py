@@ -9,14 +9,13 @@ not drawn) is *incomplete*: a draft may be saved that way, and `validate` lists 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from overture.core.dag import Edge, Tile, structural_errors
+from overture.core.schedules import ScheduleError, parse_hhmm, parse_zone
 
 __all__ = [
     "FILTER_BRANCHES",
@@ -40,7 +39,6 @@ WAIT_UNITS: Mapping[str, timedelta] = {
 MAX_WAIT = timedelta(days=3660)
 REENTRY_MODES = ("never", "after_exit")
 FILTER_BRANCHES = frozenset({"match", "no_match"})
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _ALLOWED_KEYS: Mapping[str, frozenset[str]] = {
     "entry": frozenset({"reentry"}),
     "wait": frozenset({"duration", "unit", "until", "timezone"}),
@@ -163,16 +161,11 @@ def _wait(at: _Tile, config: Mapping[str, Any], _c: Any, _k: Any) -> None:
     if "until" in config:
         if has_duration:
             at.malformed("until", "give either duration and unit, or until, not both")
-        until = config["until"]
-        if not isinstance(until, str) or not _HHMM.match(until):
-            at.malformed("until", "until must be a time of day as HH:MM, such as 09:00")
-        tz = config.get("timezone", "UTC")
-        try:
-            if not isinstance(tz, str) or not tz:
-                raise ValueError(tz)
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            at.malformed("timezone", f"unknown timezone {tz!r}")
+        for key, parse, default in (("until", parse_hhmm, None), ("timezone", parse_zone, "UTC")):
+            try:
+                parse(config.get(key, default), key)
+            except ScheduleError as exc:
+                at.malformed(key, str(exc))
         return
     if "timezone" in config:
         at.malformed("timezone", "timezone applies only to an until wait")
