@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from overture.core.filters import EVENTS_KEY, EventsTable, Node, SqlModel, to_predicate, to_sql
+from overture.core.filters import EVENTS_KEY, EventsTable, Node, Resolver, SqlModel, to_predicate, to_sql
 
 PG_URL = os.environ.get("OVERTURE_TEST_POSTGRES_URL") or None
 BACKENDS = ["sqlite", "duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -141,6 +141,7 @@ def compare_all(
     rows: Sequence[Mapping[str, Any]],
     event_rows: Sequence[Mapping[str, Any]],
     now: datetime,
+    segments: Resolver | None = None,
 ) -> list[tuple[list[int], list[int]]]:
     """For each node, (ids the predicate matches, ids the SQL matches), all nodes in one SELECT. Also
     checks that neither the SQL nor its NOT is ever NULL, so a caller's NOT around it means what the
@@ -148,12 +149,12 @@ def compare_all(
     records = [(row["id"], record(row, event_rows)) for row in rows]
     columns = []
     for i, node in enumerate(nodes):
-        expression = to_sql(node, MODEL, now=now)
+        expression = to_sql(node, MODEL, now=now, segments=segments)
         columns += [expression.label(f"m{i}"), sa.not_(expression).label(f"n{i}")]
     result = conn.execute(sa.select(profiles.c.id, *columns).order_by(profiles.c.id)).all()
     out = []
     for i, node in enumerate(nodes):
-        predicate = to_predicate(node, now=lambda: now)
+        predicate = to_predicate(node, now=lambda: now, segments=segments)
         expected = sorted(key for key, rec in records if predicate(rec))
         matched, negated = [r[1 + 2 * i] for r in result], [r[2 + 2 * i] for r in result]
         assert None not in matched and None not in negated, f"SQL is NULL for {node}"

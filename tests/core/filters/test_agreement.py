@@ -14,7 +14,17 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from overture.core import filters
-from overture.core.filters import All, AnyOf, FilterError, Node, Not, parse, to_json
+from overture.core.filters import (
+    EXPERIENCE_EVENT_TYPES,
+    All,
+    AnyOf,
+    FilterError,
+    Node,
+    Not,
+    experience_event_name,
+    parse,
+    to_json,
+)
 from overture.core.filters.model import COUNT_OPERATORS, RELATIVE_TIME_OPERATORS
 
 from .schema import BACKENDS, NOW, backend_engine, compare_all, load
@@ -163,10 +173,16 @@ def rules(draw: st.DrawFn, field: str, kind: str, operator: str) -> dict[str, An
     return rule
 
 
-def trees(fields: dict[str, str], *, events: bool) -> st.SearchStrategy[Any]:
+def trees(
+    fields: dict[str, str], *, events: bool, experiences: bool = False, refs: tuple[str, ...] = ()
+) -> st.SearchStrategy[Any]:
     leaves: st.SearchStrategy[Any] = conditions(fields)
     if events:
         leaves = leaves | event_conditions()
+    if experiences:
+        leaves = leaves | experience_conditions()
+    if refs:
+        leaves = leaves | st.sampled_from(refs).map(lambda ref: {"segment": ref})
     return st.recursive(
         leaves,
         lambda children: (
@@ -188,6 +204,23 @@ def event_conditions(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         spec["where"] = draw(trees(PROPERTY_FIELDS, events=False))
     return spec
+
+
+EXPERIENCES = ["e1", "e2", "e3"]
+
+
+@st.composite
+def experience_conditions(draw: st.DrawFn) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "experience_event": draw(st.sampled_from(EXPERIENCE_EVENT_TYPES)),
+        "experiences": draw(st.lists(st.sampled_from(EXPERIENCES), max_size=3)),
+    }
+    if draw(st.booleans()):
+        spec["within_last"] = draw(st.sampled_from(["1h", "1d", "7d", "30d"]))
+    return spec
+
+
+EXPERIENCE_EVENT_NAMES = [experience_event_name(k, e) for k in EXPERIENCE_EVENT_TYPES for e in EXPERIENCES]
 
 
 def _instant(naive: bool) -> st.SearchStrategy[Any]:
@@ -237,7 +270,9 @@ def _maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def datasets(draw: st.DrawFn, *, events: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def datasets(
+    draw: st.DrawFn, *, events: bool, experiences: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     count = draw(st.integers(1, 10))
     rows = []
     for i in range(1, count + 1):
@@ -273,7 +308,9 @@ def datasets(draw: st.DrawFn, *, events: bool) -> tuple[list[dict[str, Any]], li
             event_rows.append(
                 {
                     "entity_id": draw(st.integers(1, count + 1)),
-                    "event": draw(st.sampled_from(["buy", "open", "Buy"])),
+                    "event": draw(
+                        st.sampled_from(["buy", "open", "Buy", *(EXPERIENCE_EVENT_NAMES if experiences else [])])
+                    ),
                     "ts": draw(_maybe(_instant(naive=True))),
                     "props": props,
                 }
@@ -314,7 +351,10 @@ def subtrees(node: Node) -> list[Node]:
 
 
 def check_agreement(
-    engine: sa.Engine, data: tuple[list[dict[str, Any]], list[dict[str, Any]]], raws: list[Any]
+    engine: sa.Engine,
+    data: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    raws: list[Any],
+    segments: dict[str, Any] | None = None,
 ) -> None:
     """Every generated tree, and every subtree of it, matches the same rows both ways (checking subtrees
     keeps a disagreement in one leaf from hiding behind an `any` that another leaf already decides)."""
@@ -325,10 +365,17 @@ def check_agreement(
         assert parse(to_json(node)) == node
         nodes += subtrees(node)
     note(f"trees: {raws}")
+    resolver = None
+    if segments is not None:
+        parsed = {ref: parse(tree) for ref, tree in segments.items()}
+
+        def resolver(ref: str) -> Node:
+            return parsed[ref]
+
     with engine.begin() as conn:
         load(conn, rows, event_rows)
         try:
-            results = compare_all(conn, nodes, rows, event_rows, NOW)
+            results = compare_all(conn, nodes, rows, event_rows, NOW, segments=resolver)
         except FilterError as error:  # pragma: no cover - the generator avoids every refused shape
             raise AssertionError(f"to_sql refused a generated tree: {error}") from error
     for node, (expected, got) in zip(nodes, results, strict=True):
@@ -366,6 +413,25 @@ def test_agreement__behavioural_trees__predicate_equals_sql(
     engine: sa.Engine, data: Any, raws: list[Any]
 ) -> None:
     check_agreement(engine, data, raws)
+
+
+@st.composite
+def segment_definitions(draw: st.DrawFn) -> dict[str, Any]:
+    """Up to three segments, each free to refer to the ones before it (never a cycle)."""
+    out: dict[str, Any] = {}
+    for i in range(draw(st.integers(1, 3))):
+        out[f"s{i}"] = draw(trees(PROFILE_FIELDS, events=True, experiences=True, refs=tuple(out)))
+    return out
+
+
+@settings(COMMON, max_examples=100)
+@given(data=datasets(events=True, experiences=True), segments=segment_definitions(), picks=st.data())
+def test_agreement__segment_and_experience_trees__predicate_equals_sql(
+    engine: sa.Engine, data: Any, segments: dict[str, Any], picks: st.DataObject
+) -> None:
+    strategy = trees(PROFILE_FIELDS, events=False, experiences=True, refs=tuple(segments))
+    raws = picks.draw(st.lists(strategy, min_size=1, max_size=3))
+    check_agreement(engine, data, raws, segments)
 
 
 # CI runs a bounded long run (100 examples per backend);

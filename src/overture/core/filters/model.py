@@ -15,11 +15,15 @@ __all__ = [
     "All",
     "AnyOf",
     "Condition",
+    "EXPERIENCE_EVENT_TYPES",
     "EventCondition",
+    "ExperienceEvent",
     "Node",
     "Not",
     "Scalar",
+    "SegmentRef",
     "Value",
+    "experience_event_name",
 ]
 
 Scalar: TypeAlias = str | int | float | bool
@@ -119,6 +123,34 @@ class EventCondition(Node):
     count: int = 1
     within_last: timedelta | None = None
     where: Node | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRef(Node):
+    """Membership of another segment (`{"segment": "<id>"}`): true exactly for that segment's members.
+    Compilers replace it by the referenced segment's tree (see `refs.expand`); cycles are refused."""
+
+    segment: str = ""
+
+
+#: The kinds of experience events (seed 000): delivered, seen, converted.
+EXPERIENCE_EVENT_TYPES = ("delivery", "impression", "conversion")
+
+
+def experience_event_name(kind: str, experience_id: str) -> str:
+    """The event-stream name of an experience event: one name per (kind, experience), so a condition
+    over a set of experiences is an `event IN (...)` lookup on the stream's index, not a JSON scan."""
+    return f"experience.{kind}.{experience_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExperienceEvent(Node):
+    """Whether the entity has at least one `kind` event (delivery, impression, conversion) on any of
+    `experiences` (within the window, when one is given). No experiences: never."""
+
+    kind: str = "conversion"
+    experiences: tuple[str, ...] = ()
+    within_last: timedelta | None = None
 
 
 def _typed(value: Value) -> object:

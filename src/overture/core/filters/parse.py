@@ -12,14 +12,17 @@ from .durations import parse_duration
 from .errors import FilterError
 from .model import (
     COUNT_OPERATORS,
+    EXPERIENCE_EVENT_TYPES,
     OPERATORS,
     All,
     AnyOf,
     Condition,
     EventCondition,
+    ExperienceEvent,
     Node,
     Not,
     Scalar,
+    SegmentRef,
     Value,
 )
 from .values import parse_instant
@@ -44,6 +47,9 @@ MAX_INT = 2**63 - 1
 FIELD_PATTERN = re.compile(r"[A-Za-z_$][A-Za-z0-9_$-]{0,99}(?:\.[A-Za-z_$][A-Za-z0-9_$-]{0,99}){0,7}")
 _CONDITION_KEYS = frozenset({"field", "operator", "value"})
 _EVENT_KEYS = frozenset({"event", "count", "within_last", "where"})
+_EXPERIENCE_KEYS = frozenset({"experience_event", "experiences", "within_last"})
+#: Segment and experience ids: what `new_id()` makes, and friendlier prefixed ids; never SQL text.
+ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}")
 _GROUP_KEYS = ("all", "any", "not")
 
 
@@ -88,12 +94,23 @@ class _Parser:
                 raise FilterError(path, "behavioural conditions cannot be nested inside 'where'")
             _no_unknown_keys(keys, _EVENT_KEYS, path)
             return self.event(raw, path, depth=depth)
+        if "segment" in keys:
+            if in_where:
+                raise FilterError(path, "segment conditions cannot be nested inside 'where'")
+            _no_unknown_keys(keys, frozenset({"segment"}), path)
+            return SegmentRef(segment=_id(raw["segment"], f"{path}.segment"), path=path)
+        if "experience_event" in keys:
+            if in_where:
+                raise FilterError(path, "experience conditions cannot be nested inside 'where'")
+            _no_unknown_keys(keys, _EXPERIENCE_KEYS, path)
+            return experience_event(raw, path)
         if "field" in keys or "operator" in keys:
             _no_unknown_keys(keys, _CONDITION_KEYS, path)
             return condition(raw, path)
         raise FilterError(
             path,
-            f"expected 'all', 'any', 'not', a condition with 'field' or an 'event', got keys {sorted(keys)}",
+            "expected 'all', 'any', 'not', a condition with 'field', an 'event', a 'segment' or an "
+            f"'experience_event', got keys {sorted(keys)}",
         )
 
     def group(self, kind: str, raw: Any, path: str, *, depth: int, in_where: bool) -> Node:
@@ -162,6 +179,32 @@ class _Parser:
         return EventCondition(
             event=name, count_operator=count_operator, count=count, within_last=within, where=where, path=path
         )
+
+
+def _id(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise FilterError(path, f"expected an id (letters, digits, '_', '-', '.', ':'), got {value!r}")
+    return value
+
+
+def experience_event(raw: Mapping[str, Any], path: str) -> ExperienceEvent:
+    kind = raw["experience_event"]
+    if kind not in EXPERIENCE_EVENT_TYPES:
+        raise FilterError(
+            f"{path}.experience_event", f"expected one of {', '.join(EXPERIENCE_EVENT_TYPES)}, got {kind!r}"
+        )
+    ids = raw.get("experiences")
+    if isinstance(ids, str):
+        ids = [ids]
+    if not isinstance(ids, list):
+        raise FilterError(f"{path}.experiences", f"expected a list of experience ids, got {_kind(ids)}")
+    if len(ids) > MAX_LIST:
+        raise FilterError(f"{path}.experiences", f"list has more than {MAX_LIST} values")
+    experiences = tuple(dict.fromkeys(_id(v, f"{path}.experiences[{i}]") for i, v in enumerate(ids)))
+    within = None
+    if raw.get("within_last") is not None:
+        within = parse_duration(raw["within_last"], path=f"{path}.within_last")
+    return ExperienceEvent(kind=kind, experiences=experiences, within_last=within, path=path)
 
 
 def condition(raw: Mapping[str, Any], path: str) -> Condition:

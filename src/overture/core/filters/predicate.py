@@ -12,7 +12,19 @@ from functools import lru_cache
 from typing import Any
 
 from .errors import FilterError
-from .model import EVENTS_KEY, NEGATED_OPERATORS, All, AnyOf, Condition, EventCondition, Node, Not
+from .model import (
+    EVENTS_KEY,
+    NEGATED_OPERATORS,
+    All,
+    AnyOf,
+    Condition,
+    EventCondition,
+    ExperienceEvent,
+    Node,
+    Not,
+    experience_event_name,
+)
+from .refs import Resolver, expand
 from .values import as_instant, is_number, string_instants
 
 __all__ = ["MATCHERS_BY_OPERATOR", "Predicate", "to_predicate"]
@@ -24,12 +36,13 @@ _NUMBER_TYPES = frozenset({int, float, Decimal})
 _LIST_TYPES = frozenset({list, tuple})
 
 
-def to_predicate(node: Node, *, now: Clock | None = None) -> Predicate:
+def to_predicate(node: Node, *, now: Clock | None = None, segments: Resolver | None = None) -> Predicate:
     """A function `record -> bool` for `node`. Dotted fields index nested mappings; a record's events
     (for behavioural conditions) are a sequence of ``{"event", "timestamp", "properties"}`` mappings
     under the key ``"$events"``. `now` is called by relative-time operators at evaluation time;
-    compiling a tree that needs it without one raises FilterError."""
-    return _compile_cached(node, now)
+    compiling a tree that needs it without one raises FilterError. `segments` resolves segment
+    references (`refs.expand`)."""
+    return _compile_cached(expand(node, segments), now)
 
 
 @lru_cache(maxsize=512)
@@ -112,6 +125,11 @@ class _Gen:
             return MATCHERS_BY_OPERATOR[node.operator](self, node, self.lookup(node.field, record))
         if isinstance(node, EventCondition):
             return f"{self.const(self.events(node))}({record}.get({self.const(EVENTS_KEY)}))"
+        if isinstance(node, ExperienceEvent):
+            if node.within_last is not None and self.now is None:
+                raise FilterError(f"{node.path}.within_last", "needs the current time: pass now= to to_predicate")
+            matcher = _experience_matcher(node, self.now)
+            return f"{self.const(matcher)}({record}.get({self.const(EVENTS_KEY)}))"
         raise TypeError(f"not a filter node: {node!r}")
 
     def lookup(self, field: str, record: str) -> str:
@@ -181,6 +199,33 @@ def _event_counter(
         if op == "lte":
             return hits <= target
         return hits == target
+
+    return matches
+
+
+def _experience_matcher(node: ExperienceEvent, now: Clock | None) -> Callable[[object], bool]:
+    names = frozenset(experience_event_name(node.kind, e) for e in node.experiences)
+    window = node.within_last
+
+    def matches(events: object) -> bool:
+        if not names or not isinstance(events, Sequence) or isinstance(events, str):
+            return False
+        since = until = None
+        if window is not None and now is not None:
+            until = now()
+            since = until - window
+        for event in events:
+            if not isinstance(event, Mapping):
+                continue
+            name = event.get("event")
+            if name.__class__ is not str or name not in names:
+                continue
+            if since is not None:
+                at = as_instant(event.get("timestamp"))
+                if at is None or not since <= at <= until:  # type: ignore[operator]
+                    continue
+            return True
+        return False
 
     return matches
 

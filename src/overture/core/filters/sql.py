@@ -16,7 +16,19 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from .errors import FilterError
-from .model import NEGATED_OPERATORS, All, AnyOf, Condition, EventCondition, Node, Not, Scalar
+from .model import (
+    NEGATED_OPERATORS,
+    All,
+    AnyOf,
+    Condition,
+    EventCondition,
+    ExperienceEvent,
+    Node,
+    Not,
+    Scalar,
+    experience_event_name,
+)
+from .refs import Resolver, expand
 from .sqljson import (
     BinaryOrder,
     JsonArrayHas,
@@ -58,11 +70,12 @@ class SqlModel:
     events: EventsTable | None = None
 
 
-def to_sql(node: Node, model: SqlModel, *, now: datetime) -> Expr:
+def to_sql(node: Node, model: SqlModel, *, now: datetime, segments: Resolver | None = None) -> Expr:
     """A boolean expression true exactly for the rows `node` matches (never NULL). `now` anchors the
-    relative-time operators and behavioural windows; naive means UTC."""
+    relative-time operators and behavioural windows; naive means UTC. `segments` resolves segment
+    references (`refs.expand`; the referenced segments must be over the same model)."""
     now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
-    return _Compiler(model, now).expr(node, _ModelFields(model))
+    return _Compiler(model, now).expr(expand(node, segments), _ModelFields(model))
 
 
 # ---- field access: what a field can be compared as -------------------------------------------------
@@ -223,7 +236,24 @@ class _Compiler:
             return SQL_BUILDERS_BY_OPERATOR[node.operator](self, node, field)
         if isinstance(node, EventCondition):
             return self.events(node)
+        if isinstance(node, ExperienceEvent):
+            return self.experience_events(node)
         raise TypeError(f"not a filter node: {node!r}")
+
+    def experience_events(self, node: ExperienceEvent) -> Expr:
+        events, key = self.model.events, self.model.entity_key
+        if events is None or key is None:
+            raise FilterError(node.path, "experience conditions need an event stream for this model")
+        if not node.experiences:
+            return sa.false()
+        names = [sa.literal(experience_event_name(node.kind, e), sa.String) for e in node.experiences]
+        where: list[ColumnElement[bool]] = [events.entity_id == key, events.event.in_(names)]
+        where += [column == value for column, value in events.scope]
+        if node.within_last is not None:
+            stamp = ColumnField(events.timestamp, column_kind(events.timestamp.type) or TIMESTAMP)
+            where.append(stamp.compare_instant(events.timestamp, operator.ge, self.now - node.within_last))
+            where.append(stamp.compare_instant(events.timestamp, operator.le, self.now))
+        return sa.exists().where(*where)
 
     def events(self, node: EventCondition) -> Expr:
         events, key = self.model.events, self.model.entity_key

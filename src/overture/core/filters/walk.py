@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .durations import format_duration
-from .model import All, AnyOf, Condition, EventCondition, Node, Not
+from .model import All, AnyOf, Condition, EventCondition, ExperienceEvent, Node, Not, SegmentRef
 
 __all__ = ["fields_of", "has_behavioural", "needs_clock", "to_json", "walk"]
 
@@ -28,13 +28,16 @@ def fields_of(node: Node) -> frozenset[str]:
 
 
 def has_behavioural(node: Node) -> bool:
-    return any(isinstance(n, EventCondition) for n in walk(node))
+    """Whether the tree reads the event stream (behavioural or experience conditions)."""
+    return any(isinstance(n, EventCondition | ExperienceEvent) for n in walk(node))
 
 
 def needs_clock(node: Node) -> bool:
     """Whether evaluating the tree depends on the current time (relative operators, event windows)."""
     for n in walk(node):
         if isinstance(n, Condition) and n.relative:
+            return True
+        if isinstance(n, ExperienceEvent) and n.within_last is not None:
             return True
         if isinstance(n, EventCondition) and (
             n.within_last is not None or (n.where is not None and needs_clock(n.where))
@@ -63,6 +66,13 @@ def to_json(node: Node) -> Any:
         if node.where is not None:
             event["where"] = to_json(node.where)
         return event
+    if isinstance(node, SegmentRef):
+        return {"segment": node.segment}
+    if isinstance(node, ExperienceEvent):
+        spec: dict[str, Any] = {"experience_event": node.kind, "experiences": list(node.experiences)}
+        if node.within_last is not None:
+            spec["within_last"] = format_duration(node.within_last)
+        return spec
     raise TypeError(f"not a filter node: {node!r}")
 
 
