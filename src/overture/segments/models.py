@@ -32,6 +32,10 @@ class Segment(WorkspaceScoped, Timestamped, Base):
     evaluating_version: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     evaluation_started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    #: Made and kept current by a surface (experiences' fixed/target/decision segments): read-only here.
+    generated: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    #: Soft-deleted (generated segments go with their experience); hidden from lists and lookups.
+    deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     @property
     def is_stale(self) -> bool:

@@ -44,6 +44,10 @@ class SegmentRead(BaseModel):
     model_id: str
     filter: Any
     reach: Reach
+    generated: bool = Field(
+        description="Made and kept current by Overture (an experience's fixed, target or decision segment); "
+        "read-only through this API."
+    )
     created_at: datetime
     updated_at: datetime
 

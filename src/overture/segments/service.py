@@ -6,6 +6,10 @@ Public functions for other surfaces (stable; the session is bound to the caller'
     count_select(session, select) -> int
     evaluate_segment(ctx, workspace_id, segment_id) -> Segment
     reach_of(segment) -> Reach
+    resolved_filter(session, model_id, raw_filter) -> Any   (segment references expanded)
+    segment_resolver(session, model_id) -> Resolver          (for to_predicate/to_sql)
+    save_generated(session, segment, *, name, model_id, filter) -> Segment
+    delete_generated(session, segment_ids) -> None
 
 `evaluate_segment` alone takes the context instead of a session: it commits `pending` before the
 count runs and the result after, so it opens its own transactions (like a task).
@@ -22,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from overture.core.filters import FilterError, Node, Resolver, expand, parse, segments_of, to_json
 from overture.data import service as data
 from overture.data.models import EntityModel
 from overture.data.records import jsonable
@@ -29,7 +34,7 @@ from overture.data.source import get_source
 from overture.db.context import AppContext
 from overture.db.lookup import get_or_404
 from overture.db.session import Session
-from overture.errors import Conflict, Invalid, NotFound, OvertureError
+from overture.errors import Conflict, Invalid, NotFound, OvertureError, invalid_filter
 from overture.segments.models import Segment
 from overture.segments.schemas import (
     MembersPage,
@@ -46,6 +51,7 @@ __all__ = [
     "REACH_TRANSITIONS",
     "count_select",
     "create_segment",
+    "delete_generated",
     "delete_segment",
     "evaluate_segment",
     "get_segment",
@@ -53,8 +59,11 @@ __all__ = [
     "members_page",
     "preview",
     "reach_of",
+    "resolved_filter",
+    "save_generated",
     "segment_members_select",
     "segment_read",
+    "segment_resolver",
     "transition",
     "update_segment",
 ]
@@ -96,6 +105,7 @@ def segment_read(segment: Segment) -> SegmentRead:
         model_id=segment.model_id,
         filter=segment.filter,
         reach=reach_of(segment),
+        generated=segment.generated,
         created_at=segment.created_at,
         updated_at=segment.updated_at,
     )
@@ -103,12 +113,98 @@ def segment_read(segment: Segment) -> SegmentRead:
 
 # -- CRUD ------------------------------------------------------------------------------------------
 def get_segment(session: Session, segment_id: str) -> Segment:
-    """The segment in the session's workspace; NotFound (404) otherwise."""
-    return get_or_404(session, Segment, segment_id, what="segment")
+    """The live segment in the session's workspace; NotFound (404) otherwise."""
+    return get_or_404(session, Segment, segment_id, what="segment", deleted_at=None)
 
 
 def list_segments(session: Session) -> list[Segment]:
-    return list(session.scalars(sa.select(Segment).order_by(Segment.created_at, Segment.id)))
+    query = sa.select(Segment).where(Segment.deleted_at.is_(None))
+    return list(session.scalars(query.order_by(Segment.created_at, Segment.id)))
+
+
+# -- references between segments ({"segment": "<id>"} in a filter) --------------------------------
+def segment_resolver(session: Session, model_id: str, overrides: dict[str, Any] | None = None) -> Resolver:
+    """Resolve segment ids to their parsed filters for `expand`: only live segments of this workspace
+    over the same model. `overrides` stands in for definitions not saved yet (an update being checked,
+    so a reference back to it is seen as the cycle it would be)."""
+    pending = dict(overrides or {})
+
+    def resolve(segment_id: str) -> Node:
+        if segment_id in pending:
+            return parse(pending[segment_id])
+        segment = session.get(Segment, segment_id)
+        if (
+            segment is None
+            or segment.deleted_at is not None
+            or session.bound_workspace not in (None, segment.workspace_id)
+        ):
+            raise LookupError(f"segment '{segment_id}' not found")
+        if segment.model_id != model_id:
+            raise LookupError(f"segment '{segment_id}' is over another model")
+        return parse(segment.filter)
+
+    return resolve
+
+
+def resolved_filter(session: Session, model_id: str, raw_filter: Any, *, self_id: str | None = None) -> Any:
+    """`raw_filter` with every segment reference replaced by the referenced filter (JSON), ready to
+    compile; unchanged when it has none. Unknown or foreign segments and cycles are a 422 naming the
+    reference's path."""
+    try:
+        node = parse(raw_filter)
+        if not segments_of(node):
+            return raw_filter
+        overrides = {self_id: raw_filter} if self_id is not None else None
+        return to_json(expand(node, segment_resolver(session, model_id, overrides)))
+    except FilterError as exc:
+        raise invalid_filter(exc)
+
+
+def _referrers(session: Session, segment_id: str) -> list[Segment]:
+    """Live segments whose filter refers to `segment_id` directly."""
+    out = []
+    for other in list_segments(session):
+        try:
+            if segment_id in segments_of(parse(other.filter)):
+                out.append(other)
+        except FilterError:
+            continue
+    return out
+
+
+def save_generated(
+    session: Session, segment: Segment | None, *, name: str, model_id: str, filter: Any
+) -> Segment:
+    """Create or update a generated segment (a surface's own, read-only through the segments API). A
+    changed definition bumps `definition_version`, so the last reach reads as stale."""
+    resolved_filter(session, model_id, filter, self_id=segment.id if segment is not None else None)
+    if segment is None:
+        segment = Segment(
+            name=name,
+            model_id=model_id,
+            filter=filter,
+            definition_version=1,
+            reach_status="idle",
+            generated=True,
+        )
+        session.add(segment)
+    else:
+        segment.name = name
+        if segment.model_id != model_id or segment.filter != filter:
+            segment.model_id, segment.filter = model_id, filter
+            segment.definition_version += 1
+    session.flush()
+    return segment
+
+
+def delete_generated(session: Session, segment_ids: list[str]) -> None:
+    """Soft-delete generated segments (their owner went away)."""
+    if segment_ids:
+        session.execute(
+            sa.update(Segment)
+            .where(Segment.id.in_(segment_ids), Segment.generated.is_(True), Segment.deleted_at.is_(None))
+            .values(deleted_at=session.now())
+        )
 
 
 def _model_for(session: Session, model_id: str) -> EntityModel:
@@ -120,7 +216,8 @@ def _model_for(session: Session, model_id: str) -> EntityModel:
 
 def create_segment(session: Session, body: SegmentCreate) -> Segment:
     model = _model_for(session, body.model_id)
-    data.compile_filter(session, model, body.filter)  # 422 naming the path if it does not fit the model
+    # 422 naming the path if it does not fit the model or refers to an unknown segment
+    data.compile_filter(session, model, resolved_filter(session, model.id, body.filter))
     segment = Segment(
         workspace_id=session.workspace_id,
         name=body.name,
@@ -136,6 +233,7 @@ def create_segment(session: Session, body: SegmentCreate) -> Segment:
 
 def update_segment(session: Session, segment_id: str, body: SegmentUpdate) -> Segment:
     segment = get_segment(session, segment_id)
+    _refuse_generated(segment)
     fields = body.model_fields_set
     if body.name is not None:
         segment.name = body.name
@@ -143,7 +241,9 @@ def update_segment(session: Session, segment_id: str, body: SegmentUpdate) -> Se
     new_filter = body.filter if "filter" in fields else segment.filter
     if model_id != segment.model_id or ("filter" in fields and new_filter != segment.filter):
         model = _model_for(session, model_id)
-        data.compile_filter(session, model, new_filter)
+        data.compile_filter(
+            session, model, resolved_filter(session, model.id, new_filter, self_id=segment.id)
+        )
         segment.model_id, segment.filter = model.id, new_filter
         segment.definition_version += 1
     segment.updated_at = session.now()
@@ -151,8 +251,19 @@ def update_segment(session: Session, segment_id: str, body: SegmentUpdate) -> Se
     return segment
 
 
+def _refuse_generated(segment: Segment) -> None:
+    if segment.generated:
+        raise Conflict(
+            "this segment is generated (by an experience) and kept current by it; change that instead"
+        )
+
+
 def delete_segment(session: Session, segment_id: str) -> None:
     segment = get_segment(session, segment_id)
+    _refuse_generated(segment)
+    referrers = _referrers(session, segment.id)
+    if referrers:
+        raise Conflict(f"segment is in use: segment '{referrers[0].id}' refers to it; remove that first")
     session.delete(segment)
     try:
         session.flush()
@@ -165,7 +276,7 @@ def _clause(
     session: Session, model: EntityModel, raw_filter: Any
 ) -> tuple[sa.FromClause, sa.ColumnElement[Any], sa.ColumnElement[bool]]:
     relation, sql_model = data.relation_for(session, model)
-    where = data.compile_against(session, sql_model, raw_filter)
+    where = data.compile_against(session, sql_model, resolved_filter(session, model.id, raw_filter))
     return relation, relation.c[model.primary_key], where
 
 

@@ -309,7 +309,9 @@ def datasets(
                 {
                     "entity_id": draw(st.integers(1, count + 1)),
                     "event": draw(
-                        st.sampled_from(["buy", "open", "Buy", *(EXPERIENCE_EVENT_NAMES if experiences else [])])
+                        st.sampled_from(
+                            ["buy", "open", "Buy", *(EXPERIENCE_EVENT_NAMES if experiences else [])]
+                        )
                     ),
                     "ts": draw(_maybe(_instant(naive=True))),
                     "props": props,

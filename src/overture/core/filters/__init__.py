@@ -19,8 +19,8 @@ from .model import (
     experience_event_name,
 )
 from .parse import MAX_DEPTH, MAX_NODES, parse
-from .refs import Resolver, expand, segments_of
 from .predicate import MATCHERS_BY_OPERATOR, Predicate, to_predicate
+from .refs import Resolver, expand, segments_of
 from .sql import EventsTable, SqlModel, column_kind, to_sql
 from .walk import fields_of, has_behavioural, needs_clock, to_json
 

@@ -127,7 +127,9 @@ class _Gen:
             return f"{self.const(self.events(node))}({record}.get({self.const(EVENTS_KEY)}))"
         if isinstance(node, ExperienceEvent):
             if node.within_last is not None and self.now is None:
-                raise FilterError(f"{node.path}.within_last", "needs the current time: pass now= to to_predicate")
+                raise FilterError(
+                    f"{node.path}.within_last", "needs the current time: pass now= to to_predicate"
+                )
             matcher = _experience_matcher(node, self.now)
             return f"{self.const(matcher)}({record}.get({self.const(EVENTS_KEY)}))"
         raise TypeError(f"not a filter node: {node!r}")
