@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from overture import __version__
 from overture.api.tasks import import_all as import_all_tasks
 from overture.auth.router import router as auth_router
+from overture.batch.router import router as batch_router
 from overture.config import Settings
 from overture.data.router import router as data_router
 from overture.db import migrate
@@ -69,6 +70,7 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
     app.include_router(segments_router)
     app.include_router(destinations_router)
     app.include_router(journeys_router)
+    app.include_router(batch_router)
     paywalls.mount(app)  # under /v1/... and /api/v1/...; puts register first in the route list
     return app
 

@@ -10,6 +10,7 @@ import importlib
 TASK_MODULES: list[str] = [
     # e.g. "overture.journeys.tasks" (one line per surface)
     "overture.journeys.tasks",
+    "overture.batch.tasks",
 ]
 
 
