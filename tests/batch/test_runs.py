@@ -18,9 +18,13 @@ def test_run__logistic_scores_ranks_and_file(api: Api, world: World) -> None:
         propensity={"type": "logistic", "intercept": -1.0, "weights": {"ltv": 0.02, "vip": 1.0}},
         eligibility={"field": "plan", "operator": "is", "value": "pro"},
     )
-    b = api.offer("Loan", category="loans", priority=1, propensity={"type": "column", "column": "churn_score"})
+    b = api.offer(
+        "Loan", category="loans", priority=1, propensity={"type": "column", "column": "churn_score"}
+    )
     flow = api.flow(world.model_id, offerIds=[a, b], ranking="score", maxOffersPerCustomer=2)
-    campaign = api.campaign(flow, world.segment_id, fileOutput={"columns": ["customer_id", "offer_name", "rank", "score"]})
+    campaign = api.campaign(
+        flow, world.segment_id, fileOutput={"columns": ["customer_id", "offer_name", "rank", "score"]}
+    )
     run = api.run(campaign["id"])
     assert run["status"] == "completed", run
     results = run["results"]

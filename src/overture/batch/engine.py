@@ -41,7 +41,7 @@ from overture.core.filters import FilterError, SqlModel, fields_of, parse
 from overture.data import service as data
 from overture.data.models import EntityModel
 from overture.data.source import DataSource, workspace_prefix
-from overture.db.context import AppContext
+from overture.db.session import Session
 from overture.errors import Invalid
 
 __all__ = ["REASONS", "OfferPlan", "RunPlan", "Summary", "build_results", "results_table", "write_output"]
@@ -160,15 +160,17 @@ def results_columns(name: str, key_type: Any, personalization: bool) -> sa.Table
 class Compiled:
     """The plan's SQL pieces over the model's relation."""
 
-    def __init__(self, ctx: AppContext, plan: RunPlan) -> None:
+    def __init__(self, session: Session, plan: RunPlan) -> None:
         self.plan = plan
-        self.ctx = ctx
-        relation, sql_model = data.relation_for(ctx, plan.model)
+        relation, sql_model = data.relation_for(session, plan.model)
         self.relation = relation
         self.sql_model = sql_model
         self.key = relation.c[plan.model.primary_key]
-        self.segment = _filter(ctx, sql_model, plan.segment_filter, "segment.filter")
-        self.flow = _filter(ctx, sql_model, plan.flow_eligibility, "decisionFlow.eligibility")
+        self.segment = data.compile_against(session, sql_model, plan.segment_filter, root="segment.filter")
+        self.flow = data.compile_against(
+            session, sql_model, plan.flow_eligibility, root="decisionFlow.eligibility"
+        )
+        self.eligible = {o.idx: _offer_filter(session, sql_model, o) for o in plan.offers}
         self.personalization = "personalization" in plan.columns
         key_type = self.key.type
         self.key_type = sa.String() if isinstance(key_type, sa.types.NullType) else key_type
@@ -228,7 +230,7 @@ class Compiled:
         channels = {c: i for i, c in enumerate(sorted({o.channel_id or "" for o in self.plan.offers}))}
         branches = []
         for offer in self.plan.offers:
-            where = [self.segment, self.flow, _offer_filter(self, offer)]
+            where = [self.segment, self.flow, self.eligible[offer.idx]]
             cols: list[Any] = [
                 self.key.label("customer_id"),
                 _int(offer.idx).label("offer_idx"),
@@ -272,13 +274,9 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _filter(ctx: AppContext, sql_model: SqlModel, raw: Any, root: str) -> sa.ColumnElement[bool]:
-    return data.compile_against(ctx, sql_model, raw, root=root)
-
-
-def _offer_filter(compiled: Compiled, offer: OfferPlan) -> sa.ColumnElement[bool]:
+def _offer_filter(session: Session, sql_model: SqlModel, offer: OfferPlan) -> sa.ColumnElement[bool]:
     try:
-        return _filter(compiled.ctx, compiled.sql_model, offer.eligibility, "eligibility")
+        return data.compile_against(session, sql_model, offer.eligibility, root="eligibility")
     except Invalid as exc:
         raise Invalid(f"offer '{offer.name}': {exc.message}", field=exc.field)
 

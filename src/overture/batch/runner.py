@@ -20,7 +20,7 @@ import hashlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -67,8 +67,7 @@ class _Failed(Exception):
 def execute_run(ctx: AppContext, job: JobContext) -> None:
     run_id = str(job.payload["run_id"])
     failure: str | None = None
-    with job.transaction() as tx:
-        session = cast(Session, tx)
+    with job.transaction() as session:
         run = session.get(BatchRun, run_id)
         if run is None or RUN.states(run.status) in RUN.terminal:
             return
@@ -102,8 +101,7 @@ def execute_run(ctx: AppContext, job: JobContext) -> None:
 
 def _fail(job: JobContext, run_id: str, error: str) -> None:
     log.warning("batch run %s failed: %s", run_id, error)
-    with job.transaction(complete=True) as tx:
-        session = cast(Session, tx)
+    with job.transaction(complete=True) as session:
         run = session.get(BatchRun, run_id)
         if run is None or RUN.states(run.status) in RUN.terminal:
             return
@@ -236,7 +234,8 @@ def _step(job: JobContext, run_id: str, step: str) -> None:
 def _execute(ctx: AppContext, job: JobContext, plan: RunPlan, context: _Context) -> None:
     started = time.perf_counter()
     source = get_source(ctx)
-    compiled = engine.Compiled(ctx, plan)
+    with ctx.transaction(write=False, workspace_id=plan.workspace_id) as tx:
+        compiled = engine.Compiled(tx, plan)
     greedy_value = engine.build_results(source, plan, compiled)
     job.check()
     summary = engine.summarize(source, plan)
@@ -277,8 +276,7 @@ def _execute(ctx: AppContext, job: JobContext, plan: RunPlan, context: _Context)
         except Exception as exc:  # storage errors (bucket missing, S3 down): the file stays downloadable
             error = f"S3 upload failed: {type(exc).__name__}: {exc}"
     results = _results(plan, summary, elapsed_ms, greedy_value)
-    with job.transaction(complete=True) as tx:
-        session = cast(Session, tx)
+    with job.transaction(complete=True) as session:
         run = session.get(BatchRun, context.run_id)
         if run is None:
             return

@@ -295,12 +295,12 @@ def flow_model(session: Session, model_id: str, field: str = "modelId") -> Entit
 
 def check_offers_against(session: Session, model: EntityModel, offers: Sequence[Offer], *, root: str) -> None:
     """Each offer's eligibility and propensity must fit the model: known columns, numeric features."""
-    _, sql_model = data.relation_for(session.ctx, model)
+    _, sql_model = data.relation_for(session, model)
     kinds = {name: _kind_of(col) for name, col in sql_model.columns.items()}
     for offer in offers:
         where = f"{root}offer '{offer.name}'"
         try:
-            data.compile_against(session.ctx, sql_model, offer.eligibility, root="eligibility")
+            data.compile_against(session, sql_model, offer.eligibility, root="eligibility")
         except Invalid as exc:
             raise Invalid(f"{where}: {exc.message}", field=exc.field)
         p = offer.propensity
@@ -332,7 +332,7 @@ def _kind_of(column: Any) -> str:
 def _check_flow(session: Session, flow: DecisionFlow) -> None:
     model = flow_model(session, flow.model_id)
     try:
-        data.compile_filter(session.ctx, model, flow.eligibility, root="eligibility")
+        data.compile_filter(session, model, flow.eligibility, root="eligibility")
     except Invalid as exc:
         raise Invalid(exc.message, field=exc.field or "eligibility")
     if len(set(flow.offer_ids)) != len(flow.offer_ids):

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import cast
 
 from overture.batch import runner
 from overture.batch.models import BatchCampaign
 from overture.batch.service_campaigns import RUN_JOB, SCHEDULED_JOB, trigger_run
 from overture.batch.states import CampaignStatus, RunTrigger
 from overture.db.context import AppContext
-from overture.db.session import Session
 from overture.runtime.jobs import JobContext, job_handler
 
 log = logging.getLogger(__name__)
@@ -28,8 +26,7 @@ def scheduled_run(ctx: AppContext, job: JobContext) -> None:
     """A schedule slot fired: a run of the campaign for that slot, if the campaign is still active."""
     campaign_id = str(job.payload["campaign_id"])
     fire_time = datetime.fromisoformat(str(job.payload["fire_time"]).replace("Z", "+00:00"))
-    with job.transaction(complete=True) as tx:
-        session = cast(Session, tx)
+    with job.transaction(complete=True) as session:
         campaign = session.get(BatchCampaign, campaign_id)
         if campaign is None or campaign.status != CampaignStatus.ACTIVE:
             log.info("schedule fired for batch campaign %s, which is not active; skipped", campaign_id)
