@@ -75,7 +75,8 @@ def decide(conn: sa.Connection, source: DataSource, compiled: Compiled, cands: A
         sa.select(t.rid, t.cust_no, t.offer_idx, t.chan_idx, t.cat_idx, t.score, t.pos).order_by(t.rid)
     ).all()
     # 2. The greedy value on the same candidates (for the report).
-    greedy = greedy_select(compiled, cand_table.alias("gc")).subquery("g")
+    plain = sa.select(*[t[c.key] for c in cands.c]).subquery("gc")
+    greedy = greedy_select(compiled, plain).subquery("g")
     greedy_value = float(
         conn.execute(
             sa.select(sa.func.coalesce(sa.func.sum(greedy.c.score), 0.0)).where(greedy.c.reason.is_(None))
