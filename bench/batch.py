@@ -86,7 +86,14 @@ def offer_specs() -> list[dict[str, Any]]:
         bonus = 0.6 if k < 2 else 0.0
         weights = {"f1": cos, "f2": sin, "f3": 0.1, "sessions": 0.001 * k}
         eligibility = {"field": "plan", "operator": "in", "value": ["pro", "enterprise"]} if k == 9 else None
-        specs.append({"k": k, "intercept": round(bonus - (cos + sin) / 2, 6), "weights": weights, "eligibility": eligibility})
+        specs.append(
+            {
+                "k": k,
+                "intercept": round(bonus - (cos + sin) / 2, 6),
+                "weights": weights,
+                "eligibility": eligibility,
+            }
+        )
     return specs
 
 
@@ -113,7 +120,9 @@ def setup(ctx: AppContext, n: int) -> tuple[str, str, int]:
         ws, _, _ = auth_service.bootstrap_workspace(session, "bench")
         workspace_id = ws.id
     with ctx.transaction(workspace_id=workspace_id) as session:
-        model = data_service.create_model(session, ModelCreate(name="c", primary_key="customer_id", table=TABLE))
+        model = data_service.create_model(
+            session, ModelCreate(name="c", primary_key="customer_id", table=TABLE)
+        )
         segment = segments.create_segment(session, SegmentCreate(name="all", model_id=model.id, filter=None))
         channels = [
             batch.create_channel(session, ChannelCreate(name=f"channel-{c}", delivery_mode="file")).id
@@ -129,7 +138,11 @@ def setup(ctx: AppContext, n: int) -> tuple[str, str, int]:
                     "channels": [channels[spec["k"] % CHANNELS]],
                     "creatives": [{"name": f"creative-{spec['k']}"}],
                     "eligibility": spec["eligibility"],
-                    "propensity": {"type": "logistic", "intercept": spec["intercept"], "weights": spec["weights"]},
+                    "propensity": {
+                        "type": "logistic",
+                        "intercept": spec["intercept"],
+                        "weights": spec["weights"],
+                    },
                 }
             )
             offer_ids.append(batch.create_offer(session, body).id)
@@ -260,7 +273,9 @@ def throwaway_postgres(server_url: str) -> Iterator[str | None]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--postgres", default=DEFAULT_PG, help="server URL (a throwaway database is made)")
     parser.add_argument("--no-postgres", action="store_true")
