@@ -182,7 +182,10 @@ def hand_written_sql(dialect: str, cap: int) -> str:
     branches = []
     for spec in offer_specs():
         w = spec["weights"]
-        z = f"{spec['intercept']} + {w['f1']} * f1 + {w['f2']} * f2 + {w['f3']} * f3 + {w['sessions']} * sessions"
+        z = (
+            f"{spec['intercept']} + {w['f1']} * f1 + {w['f2']} * f2 + {w['f3']} * f3"
+            f" + {w['sessions']} * sessions"
+        )
         where = "" if spec["eligibility"] is None else " WHERE plan IN ('pro', 'enterprise')"
         branches.append(
             f"SELECT customer_id, {spec['k']} AS k, 1.0 / (1.0 + exp(-({z}))) AS score FROM {TABLE}{where}"
@@ -195,9 +198,11 @@ def hand_written_sql(dialect: str, cap: int) -> str:
     )
     return f"""
         WITH c AS ({union}),
-        best AS (SELECT * FROM (SELECT c.*, row_number() OVER (PARTITION BY customer_id ORDER BY score DESC, k) AS r
+        best AS (SELECT * FROM (SELECT c.*,
+                   row_number() OVER (PARTITION BY customer_id ORDER BY score DESC, k) AS r
                  FROM c) x WHERE r = 1),
-        capped AS (SELECT * FROM (SELECT best.*, row_number() OVER (PARTITION BY k ORDER BY score DESC, customer_id) AS n
+        capped AS (SELECT * FROM (SELECT best.*,
+                     row_number() OVER (PARTITION BY k ORDER BY score DESC, customer_id) AS n
                    FROM best) y WHERE n <= {cap}),
         o AS ({names})
         SELECT capped.customer_id, o.name AS offer_name, o.channel, capped.score, o.creative
@@ -214,10 +219,10 @@ def hand_written(ctx: AppContext, cap: int, out: Path) -> float:
         else:
             raw = conn.connection.driver_connection
             assert raw is not None
-            with out.open("wb") as fh, raw.cursor() as cur:
-                with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
-                    for chunk in copy:
-                        fh.write(bytes(chunk))
+            statement = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)"
+            with out.open("wb") as fh, raw.cursor() as cur, cur.copy(statement) as copy:
+                for chunk in copy:
+                    fh.write(bytes(chunk))
     return time.perf_counter() - started
 
 
@@ -246,7 +251,8 @@ def bench(label: str, data_url: str, n: int, budget: float, ratio_budget: float 
         + f": {'ok' if ok else 'MISSED'}"
     )
     print(
-        f"{'':<9} rows {facts['file']['rows']:,} (hand-written {hand_rows:,}), recommended {results['recommended']:,}, "
+        f"{'':<9} rows {facts['file']['rows']:,} (hand-written {hand_rows:,}), "
+        f"recommended {results['recommended']:,}, "
         f"skipped maxPerOffer {results['summary']['skipped']['maxPerOffer']:,} (cap {cap:,}), "
         f"same bytes twice: {same}, avgLatencyMs {results['avgLatencyMs']:.5f}"
     )
