@@ -1,5 +1,6 @@
-"""A batch run whose profile data source is PostgreSQL: the same decisions, the file streamed with
-`COPY ... TO STDOUT` (CSV) or a server-side cursor (JSON), per-customer results paged from PostgreSQL."""
+"""A batch run whose profile data source is PostgreSQL (the file streamed with `COPY ... TO STDOUT` for
+CSV, a server-side cursor for JSON) or another SQLAlchemy engine (SQLite here: rows streamed from a
+server-side cursor in chunks): the same decisions, per-customer results paged from the source."""
 
 from __future__ import annotations
 
@@ -21,11 +22,24 @@ from overture.db.context import AppContext
 from tests.batch.conftest import Api
 from tests.conftest import PG_URL, create_workspace
 
-pytestmark = pytest.mark.postgres
+SOURCES = [pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"]
 
 
-@pytest.fixture(scope="module")
-def pg_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppContext]:
+@pytest.fixture(scope="module", params=SOURCES)
+def pg_ctx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppContext]:
+    if request.param == "sqlite":
+        home = tmp_path_factory.mktemp("sqlite-batch")
+        settings = Settings(
+            home=home,
+            database_url=f"sqlite:///{home / 'o.db'}",
+            data_url=f"sqlite:///{home / 'data.db'}",
+            run_workers=False,
+        )
+        ctx = AppContext.from_settings(settings)
+        migrate.upgrade(settings.resolved_database_url, ctx.engine)
+        yield ctx
+        ctx.close()
+        return
     assert PG_URL
     name = f"overture_batch_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
@@ -53,14 +67,21 @@ def pg_api(pg_ctx: AppContext) -> Iterator[Api]:
         yield Api(client, pg_ctx, create_workspace(pg_ctx))
 
 
-def test_run_on_a_postgres_source(pg_api: Api) -> None:
+def test_run_on_another_source(pg_api: Api) -> None:
     api = pg_api
     table = f"pgc_{uuid.uuid4().hex[:8]}"
-    with get_source(api.ctx).begin() as conn:
+    source = get_source(api.ctx)
+    with source.begin() as conn:
         conn.exec_driver_sql(
-            f"CREATE TABLE {table} AS SELECT 'c' || lpad(i::text, 4, '0') AS customer_id, "
-            "(ARRAY['free', 'pro'])[1 + mod(i, 2)] AS plan, mod(i, 10)::double precision AS ltv, "
-            "mod(i, 3) = 0 AS vip FROM generate_series(0, 29) AS t(i)"
+            f"CREATE TABLE {table} (customer_id VARCHAR PRIMARY KEY, plan VARCHAR, "
+            "ltv DOUBLE PRECISION, vip BOOLEAN)"
+        )
+        conn.execute(
+            sa.text(f"INSERT INTO {table} VALUES (:c, :p, :l, :v)"),
+            [
+                {"c": f"c{i:04d}", "p": ["free", "pro"][i % 2], "l": float(i % 10), "v": i % 3 == 0}
+                for i in range(30)
+            ],
         )
     model = api.model(table)
     segment = api.segment(model)

@@ -178,19 +178,19 @@ class Compiled:
     def members(self) -> sa.Select[Any]:
         return sa.select(self.key.label("customer_id")).select_from(self.relation).where(self.segment)
 
-    def score(self, offer: OfferPlan) -> sa.ColumnElement[float]:
+    def score(self, offer: OfferPlan, dialect: str) -> sa.ColumnElement[float]:
         p = offer.propensity
         kind = p.get("type")
         if kind == "constant":
             return sa.cast(sa.literal(float(p["value"])), sa.Float(precision=53))
         if kind == "column":
             x = self._feature(str(p["column"]), offer)
-            return sa.func.greatest(sa.func.least(x, 1.0), 0.0)
+            return _clamp(x, 0.0, 1.0, dialect)
         if kind == "logistic":
             z: sa.ColumnElement[float] = sa.cast(sa.literal(float(p.get("intercept") or 0.0)), sa.Float(53))
             for column, weight in sorted((p.get("weights") or {}).items()):
                 z = z + sa.cast(sa.literal(float(weight)), sa.Float(53)) * self._feature(column, offer)
-            z = sa.func.greatest(sa.func.least(z, _LOGIT_BOUND), -_LOGIT_BOUND)
+            z = _clamp(z, -_LOGIT_BOUND, _LOGIT_BOUND, dialect)
             score: sa.ColumnElement[float] = sa.cast(1.0 / (1.0 + sa.func.exp(-z)), sa.Float(53))
             return score
         raise Invalid(f"offer '{offer.name}': unknown propensity type {kind!r}", field="propensity")
@@ -234,7 +234,7 @@ class Compiled:
             cols: list[Any] = [
                 self.key.label("customer_id"),
                 _int(offer.idx).label("offer_idx"),
-                sa.cast(self.score(offer), sa.Float(precision=53)).label("score"),
+                sa.cast(self.score(offer, dialect), sa.Float(precision=53)).label("score"),
                 _int(offer.priority).label("priority"),
                 _int(categories[offer.category or ""]).label("cat_idx"),
                 _int(channels[offer.channel_id or ""]).label("chan_idx"),
@@ -264,6 +264,15 @@ class Compiled:
         else:
             first = c.priority.desc()
         return [first, c.offer_idx]
+
+
+def _clamp(x: Any, low: float, high: float, dialect: str) -> sa.ColumnElement[float]:
+    """x limited to [low, high]: GREATEST/LEAST, or SQLite's scalar max/min."""
+    if dialect == "sqlite":
+        clamped: sa.ColumnElement[float] = sa.func.max(sa.func.min(x, high), low)
+    else:
+        clamped = sa.func.greatest(sa.func.least(x, high), low)
+    return clamped
 
 
 def _int(value: int) -> sa.ColumnElement[int]:
