@@ -342,15 +342,18 @@ def final_select(compiled: Compiled, decided: Any, *, with_personalization: bool
     members = compiled.members().subquery("members")
     d = decided
     kept = sa.and_(d.c.offer_idx.is_not(None), d.c.reason.is_(None))
-    rank = sa.case(
-        (
-            kept,
-            sa.func.row_number().over(
-                partition_by=[members.c.customer_id, sa.case((kept, 1), else_=0)], order_by=d.c.pos
+    if compiled.plan.per_customer == 1 and compiled.plan.allocation != "optimal":
+        rank: Any = sa.case((kept, 1), else_=sa.null())  # one row per customer: no window needed
+    else:
+        rank = sa.case(
+            (
+                kept,
+                sa.func.row_number().over(
+                    partition_by=[members.c.customer_id, sa.case((kept, 1), else_=0)], order_by=d.c.pos
+                ),
             ),
-        ),
-        else_=sa.null(),
-    )
+            else_=sa.null(),
+        )
     cols: list[Any] = [
         members.c.customer_id,
         d.c.offer_idx,
