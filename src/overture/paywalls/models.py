@@ -15,10 +15,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from overture.db.base import Base, JSONType, Timestamped, WorkspaceScoped, new_id
 
-CAMPAIGN_STATUSES = ("active", "inactive", "archived")
-PLACEMENT_STATUSES = ("active", "paused")
-PLACEMENT_TYPES = ("custom", "standard")
-EXPERIMENT_STATES = ("running", "promoted")
 #: The seed's built-in lifecycle placements; a `standard` placement must be one of these.
 STANDARD_PLACEMENTS = (
     "app_install",

@@ -4,24 +4,18 @@ register(placement) decision. Mounted twice, under `/v1/projects/{id}` (the seed
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import BaseRoute, Route
 
 from overture.auth.deps import DbSession, authenticate, check_workspace_path, get_ctx, require
 from overture.auth.service import Caller
-from overture.data.events import EventIn as StreamEvent
-from overture.data.events import record_events
-from overture.db.context import AppContext
-from overture.errors import Invalid, TooLarge, Unavailable
-from overture.paywalls import service
+from overture.errors import Invalid, TooLarge
+from overture.paywalls import service, service_experiments, service_register
 from overture.paywalls.schemas import (
     MAX_EVENTS_PER_BATCH,
     AudienceCreate,
@@ -45,7 +39,6 @@ from overture.paywalls.schemas import (
     RegisterOut,
     ReorderIn,
 )
-from overture.paywalls.tables import decision_recorder, decision_tables
 
 PREFIXES = ("/v1/projects/{id}", "/api/v1/projects/{id}")
 
@@ -54,7 +47,6 @@ Reader = Annotated[Caller, Depends(require("campaigns:read"))]
 Writer = Annotated[Caller, Depends(require("campaigns:write"))]
 Analyst = Annotated[Caller, Depends(require("analytics:read"))]
 EventWriter = Annotated[Caller, Depends(require("events:write"))]
-Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
 # -- campaigns --------------------------------------------------------------------------------------
@@ -165,14 +157,12 @@ def update_audience(
     id: str, cid: str, aid: str, body: AudienceUpdate, caller: Writer, db: DbSession
 ) -> object:
     """Change any field; `experiment: null` removes the experiment and its results."""
-    service.get_campaign(db, cid)
     audience = service.update_audience(db, cid, aid, body)
     return service.audience_views(db, [audience])[0]
 
 
 @router.delete("/campaigns/{cid}/audiences/{aid}", status_code=204)
 def delete_audience(id: str, cid: str, aid: str, caller: Writer, db: DbSession) -> None:
-    service.get_campaign(db, cid)
     service.delete_audience(db, cid, aid)
 
 
@@ -180,7 +170,7 @@ def delete_audience(id: str, cid: str, aid: str, caller: Writer, db: DbSession) 
 def experiment_results(id: str, cid: str, aid: str, caller: Analyst, db: DbSession) -> object:
     """Per variant: users exposed, conversions, conversion rate, revenue per user, the chance to beat
     the control (first variant) with credible intervals; and the experiment's state."""
-    return service.experiment_results(db, cid, aid)
+    return service_experiments.experiment_results(db, cid, aid)
 
 
 # -- paywalls ---------------------------------------------------------------------------------------
@@ -242,28 +232,11 @@ def send_events(
     id: str,
     caller: EventWriter,
     db: DbSession,
-    ctx: Ctx,
     body: Annotated[Any, Body(description=_EVENTS_DESCRIPTION)],
 ) -> object:
     """Store events in the event stream (public keys may call this). `transaction_complete` events,
     which carry `properties.revenue`, count as conversions of the experiment variants their user saw."""
-    events = _parse_events(body)
-    service.check_events(events)
-    now = ctx.clock.now()
-    events = [e if e.timestamp else e.model_copy(update={"timestamp": now}) for e in events]
-    result = service.attribute_conversions(db, events, now)
-    # Written after the conversions are flushed and before they commit: if the event stream refuses
-    # the batch, nothing of it is kept anywhere.
-    record_events(
-        ctx,
-        caller.workspace_id,
-        [
-            StreamEvent(
-                entity_id=e.user_id, event=e.event, timestamp=e.timestamp, properties=e.properties or {}
-            )
-            for e in events
-        ],
-    )
+    result = service_experiments.ingest_events(db, _parse_events(body))
     return EventsAccepted(accepted=result.accepted, conversions=result.conversions)
 
 
@@ -321,29 +294,7 @@ async def register(request: Request) -> Response:
         body = RegisterIn.model_validate_json(await request.body())
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False))
-    ctx = get_ctx(request)
-    tables = decision_tables(ctx)
-    table = tables.get(caller.workspace_id)
-    if table is None:
-        try:
-            table = await run_in_threadpool(tables.load, caller.workspace_id)
-        except SQLAlchemyError:
-            raise Unavailable("the campaign configuration could not be loaded; try again")
-    decision = table.decide(
-        body.placement,
-        body.user_id,
-        session_id=body.session_id,
-        user=body.user,
-        device=body.device,
-        params=body.params,
-        entitlements=body.entitlements,
-    )
-    content = decision.body
-    pending = decision_recorder(ctx).submit(caller.workspace_id, decision)
-    if pending is not None:
-        shown = await asyncio.wrap_future(pending)
-        if not shown and decision.capped_body is not None:
-            content = decision.capped_body
+    content = await service_register.register(get_ctx(request), caller.workspace_id, body)
     return Response(content, media_type="application/json")
 
 

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from overture.schemas import Strict
+
 CampaignStatus = Literal["active", "inactive", "archived"]
 PlacementStatus = Literal["active", "paused"]
 PlacementType = Literal["custom", "standard"]
@@ -31,12 +33,6 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 PlacementName = Annotated[str, Field(pattern=PLACEMENT_NAME_PATTERN, examples=["feature_gate"])]
 PaywallId = Annotated[str, Field(pattern=PAYWALL_ID_PATTERN, examples=["pw_original"])]
 UserId = Annotated[str, Field(min_length=1, max_length=200)]
-
-
-class Strict(BaseModel):
-    """Request bodies refuse unknown fields."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 def check_frequency_cap(value: str | None) -> str | None:

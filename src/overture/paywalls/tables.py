@@ -13,9 +13,17 @@ from datetime import datetime
 
 from overture.db.context import AppContext
 from overture.db.notify import bus
-from overture.paywalls import service
+from overture.db.session import Session
 from overture.paywalls.decisions import DecisionTable
 from overture.paywalls.recorder import DecisionRecorder
+from overture.paywalls.snapshot import load_snapshot
+
+TOPIC = "paywalls"
+
+
+def changed(session: Session) -> None:
+    """The session's workspace's decision tables are stale once this transaction commits."""
+    bus.publish_on_commit(session, TOPIC, session.workspace_id)
 
 
 class DecisionTables:
@@ -26,7 +34,7 @@ class DecisionTables:
         self._lock = threading.Lock()
         # One callable for the life of the process, read at decision time (tests swap ctx.clock).
         self.now: Callable[[], datetime] = lambda: ctx.clock.now()
-        bus.subscribe(service.TOPIC, self.invalidate)
+        bus.subscribe(TOPIC, self.invalidate)
 
     def get(self, workspace_id: str) -> DecisionTable | None:
         return self._tables.get(workspace_id)
@@ -35,7 +43,7 @@ class DecisionTables:
         """Compile the workspace's table from one read (blocking: call it off the event loop)."""
         generation = self._generations[workspace_id]
         with self._ctx.transaction(write=False, workspace_id=workspace_id) as session:
-            snapshot = service.load_snapshot(session)
+            snapshot = load_snapshot(session)
         table = DecisionTable(snapshot, self.now)
         with self._lock:
             # A change that committed while we read makes this table stale: use it once, keep none.
