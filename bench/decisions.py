@@ -7,6 +7,10 @@ The project: 10 campaigns (one placement each) x 10 audiences x 3 rules (device.
 user.session_count gte, user.plan in), each audience showing its own paywall, and one extra campaign
 whose audience is capped once_per_session. Requests cycle through 2,000 generated users.
 
+ASGI: the same application called in-process (no sockets, no server): the CPU time one `register`
+request costs through routing, auth, parsing, the decision and the response, beside the bare endpoint.
+This is the figure least disturbed by other processes on a shared machine.
+
 HTTP: one uvicorn process (uvloop + httptools, SQLite in a temporary home, no embedded workers)
 started and stopped here, on a free loopback port. The load generator is a separate process of
 keep-alive raw-socket HTTP/1.1 clients (`--connections` of them); its own ceiling is measured against
@@ -195,13 +199,11 @@ def in_process(rounds: int) -> dict[str, dict[str, float]]:
     }
 
 
-# -- HTTP: server -----------------------------------------------------------------------------------
+# -- the application, in-process (ASGI) and served (HTTP) ------------------------------------------
 
 
-def serve(home: str, port: int) -> None:
-    """The server process: Overture's app on the prepared home, plus the bare baseline endpoint."""
-    import uvicorn
-
+def bench_app(home: str) -> Any:
+    """Overture's app on the prepared home, plus the bare baseline endpoint."""
     from overture.api.app import create_app
     from overture.config import Settings
     from overture.db.context import AppContext
@@ -216,7 +218,95 @@ def serve(home: str, port: int) -> None:
 
     # First in the route list, like register: the ceiling pays no route scan either.
     app.router.routes.insert(0, app.router.routes.pop())
+    return app
 
+
+def asgi_calls(home: str, ids: dict[str, str], rounds: int, slices: int) -> dict[str, dict[str, float]]:
+    """register (no caps) and the bare endpoint called through the ASGI interface in this thread:
+    µs of thread CPU time per request, and p50/p99 wall clock per request. Interleaved slices."""
+    app = bench_app(home)
+    path = f"/api/v1/projects/{ids['workspace_id']}/register"
+    auth = f"Bearer {ids['public_key']}".encode()
+
+    def scope(target: str, body: bytes) -> tuple[dict[str, Any], bytes]:
+        headers = [
+            (b"host", b"127.0.0.1"),
+            (b"authorization", auth),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": target,
+            "raw_path": target.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 80),
+        }, body
+
+    calls = {
+        "register": [scope(path, orjson.dumps(u)) for u in users()],
+        "bare": [scope("/bare", orjson.dumps(u)) for u in users()],
+    }
+
+    async def one(request: tuple[dict[str, Any], bytes]) -> None:
+        sc, body = request
+        status: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        await app(sc, receive, send)
+        if status != [200]:
+            raise RuntimeError(f"{sc['path']} answered {status}")
+
+    async def run() -> dict[str, dict[str, float]]:
+        for requests in calls.values():
+            for r in requests[:200]:
+                await one(r)  # warm: keys cached, decision table compiled
+        cpu = dict.fromkeys(calls, 0.0)
+        samples: dict[str, list[int]] = {k: [] for k in calls}
+        clock = time.perf_counter_ns
+        for _ in range(slices):
+            for kind, requests in calls.items():
+                gc.collect()
+                start = time.thread_time()
+                for _ in range(rounds):
+                    for r in requests:
+                        await one(r)
+                cpu[kind] += time.thread_time() - start
+                for r in requests:
+                    t0 = clock()
+                    await one(r)
+                    samples[kind].append(clock() - t0)
+        figures = {}
+        for kind, requests in calls.items():
+            p50, p99 = percentiles(samples[kind])
+            n = slices * rounds * len(requests)
+            figures[kind] = {"cpu_us": cpu[kind] / n * 1e6, "p50_us": p50 / 1000, "p99_us": p99 / 1000}
+        return figures
+
+    try:
+        return asyncio.run(run())
+    finally:
+        app.state.ctx.close()
+
+
+def serve(home: str, port: int) -> None:
+    """The server process: `bench_app` under uvicorn."""
+    import uvicorn
+
+    app = bench_app(home)
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -440,6 +530,7 @@ def main() -> None:
     parser.add_argument("--load-processes", type=int, default=1)
     parser.add_argument("--slices", type=int, default=5, help="interleaved rounds over the HTTP phases")
     parser.add_argument("--rounds", type=int, default=50, help="passes over the 2,000 users in-process")
+    parser.add_argument("--asgi-rounds", type=int, default=1, help="passes over the users per ASGI slice")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--serve", nargs=2, metavar=("HOME", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--ceiling", metavar="PORT", help=argparse.SUPPRESS)
@@ -468,15 +559,24 @@ def main() -> None:
         f"  budget: p50 <= 5 µs {_verdict(ours['p50_us'] <= 5)},"
         f" p99 <= 15 µs {_verdict(ours['p99_us'] <= 15)}, >= 10x growthbook {_verdict(speedup >= 10)}"
     )
-    if args.skip_http:
-        return
 
-    print(
-        f"\nHTTP (one uvicorn process, {args.connections} connections, {args.duration:.0f} s per phase,"
-        f" {args.load_processes} load process(es))"
-    )
     with tempfile.TemporaryDirectory(prefix="overture-bench-") as home:
         ids = prepare(Path(home))
+        print(f"\nASGI in-process (one thread, no sockets; {args.slices} interleaved slices)")
+        asgi = asgi_calls(home, ids, args.asgi_rounds, args.slices)
+        for kind, label in (("bare", "bare FastAPI JSON endpoint"), ("register", "register, no caps")):
+            f = asgi[kind]
+            print(
+                f"  {label:44s} {f['cpu_us']:8.1f} µs CPU/request"
+                f"   p50 {f['p50_us']:8.1f} µs   p99 {f['p99_us']:8.1f} µs"
+            )
+        print(f"  register / bare CPU per request: {asgi['register']['cpu_us'] / asgi['bare']['cpu_us']:.2f}")
+        if args.skip_http:
+            return
+        print(
+            f"\nHTTP (one uvicorn process, {args.connections} connections, {args.duration:.0f} s per phase,"
+            f" {args.load_processes} load process(es))"
+        )
         port = free_port()
         server = subprocess.Popen([sys.executable, __file__, "--serve", home, str(port)])
         ceiling_port = free_port()

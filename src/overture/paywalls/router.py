@@ -67,14 +67,7 @@ def list_campaigns(id: str, caller: Reader, db: DbSession, status: CampaignStatu
 @router.get("/campaigns/{cid}", response_model=CampaignDetail)
 def get_campaign(id: str, cid: str, caller: Reader, db: DbSession) -> object:
     """The campaign with its placements and its audiences in priority order."""
-    campaign = service.get_campaign(db, cid)
-    return CampaignDetail.model_validate(
-        {
-            **CampaignRead.model_validate(campaign).model_dump(),
-            "placements": [PlacementRead.model_validate(p) for p in service.list_placements(db, cid)],
-            "audiences": service.audience_views(db, service.list_audiences(db, cid)),
-        }
-    )
+    return service.campaign_detail(db, cid)
 
 
 @router.put("/campaigns/{cid}", response_model=CampaignRead)
@@ -105,7 +98,6 @@ def list_placements(id: str, cid: str, caller: Reader, db: DbSession) -> object:
 
 @router.get("/campaigns/{cid}/placements/{plid}", response_model=PlacementRead)
 def get_placement(id: str, cid: str, plid: str, caller: Reader, db: DbSession) -> object:
-    service.get_campaign(db, cid)
     return service.get_placement(db, cid, plid)
 
 
@@ -148,7 +140,6 @@ def reorder_audiences(id: str, cid: str, body: ReorderIn, caller: Writer, db: Db
 
 @router.get("/campaigns/{cid}/audiences/{aid}", response_model=AudienceRead)
 def get_audience(id: str, cid: str, aid: str, caller: Reader, db: DbSession) -> object:
-    service.get_campaign(db, cid)
     return service.audience_views(db, [service.get_audience(db, cid, aid)])[0]
 
 

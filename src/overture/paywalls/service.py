@@ -39,12 +39,15 @@ from overture.paywalls.schemas import (
     AudienceRead,
     AudienceUpdate,
     CampaignCreate,
+    CampaignDetail,
+    CampaignRead,
     CampaignUpdate,
     ExperimentIn,
     ExperimentRead,
     PaywallCreate,
     PaywallUpdate,
     PlacementCreate,
+    PlacementRead,
     PlacementUpdate,
     VariantRead,
 )
@@ -226,6 +229,12 @@ def _check_standard(name: str, type_: str) -> None:
 
 
 def get_placement(session: Session, campaign_id: str, placement_id: str) -> Placement:
+    """404 naming the campaign when it does not exist, else the placement when it is not its."""
+    get_campaign(session, campaign_id)
+    return _placement(session, campaign_id, placement_id)
+
+
+def _placement(session: Session, campaign_id: str, placement_id: str) -> Placement:
     return get_or_404(session, Placement, placement_id, what="placement", campaign_id=campaign_id)
 
 
@@ -257,7 +266,7 @@ def update_placement(
     session: Session, campaign_id: str, placement_id: str, body: PlacementUpdate
 ) -> Placement:
     campaign = get_campaign(session, campaign_id)
-    placement = get_placement(session, campaign_id, placement_id)
+    placement = _placement(session, campaign_id, placement_id)
     name = body.name if body.name is not None else placement.name
     type_ = body.type if body.type is not None else placement.type
     _check_standard(name, type_)
@@ -275,7 +284,6 @@ def update_placement(
 
 
 def delete_placement(session: Session, campaign_id: str, placement_id: str) -> None:
-    get_campaign(session, campaign_id)
     session.delete(get_placement(session, campaign_id, placement_id))
     session.flush()
     changed(session)
@@ -293,6 +301,8 @@ def _validated_filters(raw: Any) -> Any:
 
 
 def get_audience(session: Session, campaign_id: str, audience_id: str) -> Audience:
+    """404 naming the campaign when it does not exist, else the audience when it is not its."""
+    get_campaign(session, campaign_id)
     return get_or_404(session, Audience, audience_id, what="audience", campaign_id=campaign_id)
 
 
@@ -380,7 +390,6 @@ def create_audience(session: Session, campaign_id: str, body: AudienceCreate) ->
 
 
 def update_audience(session: Session, campaign_id: str, audience_id: str, body: AudienceUpdate) -> Audience:
-    get_campaign(session, campaign_id)
     audience = get_audience(session, campaign_id, audience_id)
     given = body.model_fields_set
     if "name" in given:
@@ -447,7 +456,6 @@ def _replace_experiment(
 
 
 def delete_audience(session: Session, campaign_id: str, audience_id: str) -> None:
-    get_campaign(session, campaign_id)
     audience = get_audience(session, campaign_id, audience_id)
     _delete_audience_records(session, [audience.id])
     session.delete(audience)
@@ -523,6 +531,18 @@ def audience_views(session: Session, audiences: Sequence[Audience]) -> list[Audi
             )
         )
     return views
+
+
+def campaign_detail(session: Session, campaign_id: str) -> CampaignDetail:
+    """The campaign with its placements and its audiences in priority order."""
+    campaign = get_campaign(session, campaign_id)
+    return CampaignDetail.model_validate(
+        {
+            **CampaignRead.model_validate(campaign).model_dump(),
+            "placements": [PlacementRead.model_validate(p) for p in _placements_of(session, campaign_id)],
+            "audiences": audience_views(session, _audiences_of(session, campaign_id)),
+        }
+    )
 
 
 def _experiment_view(experiment: Experiment, variants: list[Variant]) -> ExperimentRead:

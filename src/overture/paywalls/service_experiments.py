@@ -22,7 +22,7 @@ from overture.errors import Invalid, NotFound
 from overture.paywalls.models import HOLDOUT, Conversion, Experiment, Exposure
 from overture.paywalls.queries import chunks, experiments_of, variants_of
 from overture.paywalls.schemas import ArmFigures, EventIn, ExperimentResults, VariantFigures
-from overture.paywalls.service import get_audience, get_campaign
+from overture.paywalls.service import get_audience
 from overture.paywalls.states import EXPERIMENT, ExperimentState
 from overture.paywalls.tables import changed
 
@@ -81,7 +81,6 @@ def _figures(arm: stats.Arm, result: stats.ArmResult) -> dict[str, Any]:
 
 
 def experiment_results(session: Session, campaign_id: str, audience_id: str) -> ExperimentResults:
-    get_campaign(session, campaign_id)
     audience = get_audience(session, campaign_id, audience_id)
     experiment = experiments_of(session, [audience.id]).get(audience.id)
     if experiment is None:
