@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         default=True, description="Run the scheduler and a worker inside `overture serve` (embedded default)."
     )
     worker_concurrency: int = Field(default=2, ge=1, le=64, description="Worker threads per process.")
+    secret_key: str | None = Field(
+        default=None,
+        min_length=32,
+        description="Signs dashboard session cookies and CSRF tokens. Set the same value on every API "
+        "process; default: a random key kept in OVERTURE_HOME/secret_key (mode 600).",
+    )
 
     @field_validator("egress_allow", mode="before")
     @classmethod

@@ -27,6 +27,7 @@ from overture.journeys.router import router as journeys_router
 from overture.paywalls import router as paywalls
 from overture.runtime.worker import Runtime
 from overture.segments.router import router as segments_router
+from overture.ui import web as ui
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
     app.include_router(journeys_router)
     app.include_router(batch_router)
     paywalls.mount(app)  # under /v1/... and /api/v1/...; puts register first in the route list
+    ui.mount(app)  # the dashboard at /ui/ (and / redirects there)
     return app
 
 

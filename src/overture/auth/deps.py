@@ -30,6 +30,11 @@ def _authenticator(ctx: AppContext) -> KeyAuthenticator:
     return auth
 
 
+def caller_of_token(ctx: AppContext, token: str | None) -> Caller:
+    """Resolve a key secret to its caller (cached; 401 for a bad or revoked key)."""
+    return _authenticator(ctx).authenticate(token)
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if not header:
@@ -44,7 +49,7 @@ def authenticate(request: Request, ctx: Annotated[AppContext, Depends(get_ctx)])
     cached: Caller | None = getattr(request.state, "caller", None)
     if cached is not None:
         return cached
-    caller = _authenticator(ctx).authenticate(bearer_token(request))
+    caller = caller_of_token(ctx, bearer_token(request))
     request.state.caller = caller
     return caller
 

@@ -97,6 +97,15 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(sa.select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
 
 
+def caller_for_key(session: Session, key_id: str) -> Caller:
+    """The caller a live key stands for (the dashboard's session points at a key, not at a secret);
+    401 once the key is revoked or deleted, so revoking a key also ends its dashboard sessions."""
+    key = session.get(ApiKey, key_id)
+    if key is None or key.revoked_at is not None:
+        raise Unauthorized("invalid or revoked API key")
+    return Caller(key.workspace_id, key.id, frozenset(key.scopes), key.public)
+
+
 def revoke_key(session: Session, key_id: str) -> None:
     key = session.get(ApiKey, key_id)
     if key is None or key.revoked_at is not None:
