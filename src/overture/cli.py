@@ -150,15 +150,25 @@ def serve(
     from overture.api.app import create_app
 
     ctx = _context()
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    base = f"http://{shown_host}:{port}" if ":" not in shown_host else f"http://[{shown_host}]:{port}"
+    console.print(f"Overture at [bold]{base}[/bold]  (dashboard at {base}/ui/, API docs at /docs)")
     if first_run:
         _first_run(ctx)
         creds_path = ctx.settings.home / CREDENTIALS_FILE
         if creds_path.exists():
+            from overture.ui.signin import create_link
+
             creds = json.loads(creds_path.read_text())
-            console.print(f"Overture at [bold]http://{host}:{port}[/bold]  (API docs at /docs)")
             console.print(f"workspace  [bold]{creds['workspace_id']}[/bold]")
             console.print(f"api key    [bold]{creds['api_key']}[/bold]")
             console.print(f"public key [bold]{creds['public_key']}[/bold]")
+            token = create_link(ctx, creds["api_key"])
+            console.print(
+                "Open the dashboard (one-time sign-in link, valid 1 hour):\n"
+                f"  [bold]{base}/ui/signin/link?token={token}[/bold]",
+                soft_wrap=True,
+            )
     uvicorn.run(create_app(ctx, run_migrations=False), host=host, port=port, log_level="info")
 
 
@@ -218,6 +228,10 @@ def _first_run(ctx: AppContext) -> None:
     _write_credentials(ctx.settings.home, creds)
     # -- first-run hooks (demo data): add calls below this marker --
     _load_demo_data(ctx, creds["workspace_id"])
+    from overture.ui.demo import seed_demo
+
+    seed_demo(ctx, creds["workspace_id"])
+    console.print("demo objects: 3 segments, journey 'Welcome series', paywall campaign 'Upgrade prompts'")
 
 
 def _progress_bar(quiet: bool):  # type: ignore[no-untyped-def]

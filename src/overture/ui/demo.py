@@ -1,0 +1,162 @@
+"""The demo objects a first run adds beside the demo customers, so the dashboard opens populated:
+three segments (evaluated), a journey (active, one run queued), a paywall campaign whose first
+audience runs an experiment with simulated traffic. Everything goes through the surfaces' services
+and the real decision path (decide, record exposures, attribute conversions)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from overture.data.service import get_model_by_name
+from overture.db.context import AppContext
+from overture.journeys import service as journeys
+from overture.journeys.lifecycle import Action, RunTrigger
+from overture.journeys.schemas import JourneyCreate
+from overture.paywalls import service as paywalls
+from overture.paywalls.schemas import (
+    AudienceCreate,
+    CampaignCreate,
+    EventIn,
+    PaywallCreate,
+    PlacementCreate,
+)
+from overture.paywalls.tables import decision_recorder, decision_tables
+from overture.segments import service as segments
+from overture.segments.schemas import SegmentCreate
+
+SEGMENTS = [
+    ("Free plan", {"field": "plan", "operator": "is", "value": "free"}),
+    ("High value (LTV over 100)", {"field": "ltv", "operator": "gt", "value": 100}),
+    (
+        "iOS power users",
+        {
+            "all": [
+                {"field": "platform", "operator": "is", "value": "ios"},
+                {"field": "session_count", "operator": "gte", "value": 20},
+            ]
+        },
+    ),
+]
+JOURNEY_TILES = [
+    {"id": "entry", "type": "entry", "name": "Free users", "position": {"x": 220, "y": 0}},
+    {
+        "id": "valuable",
+        "type": "filter",
+        "name": "Spent over 20?",
+        "position": {"x": 220, "y": 130},
+        "config": {"criteria": {"field": "ltv", "operator": "gt", "value": 20}},
+    },
+    {"id": "upsell", "type": "exit", "name": "Upsell", "position": {"x": 0, "y": 260}},
+    {
+        "id": "nurture",
+        "type": "wait",
+        "name": "Wait 3 days",
+        "position": {"x": 440, "y": 260},
+        "config": {"duration": 3, "unit": "days"},
+    },
+    {"id": "done", "type": "exit", "name": "Done", "position": {"x": 440, "y": 390}},
+]
+JOURNEY_EDGES = [
+    {"from": "entry", "to": "valuable"},
+    {"from": "valuable", "to": "upsell", "branch": "match"},
+    {"from": "valuable", "to": "nurture", "branch": "no_match"},
+    {"from": "nurture", "to": "done"},
+]
+SIMULATED_USERS = 3000
+
+
+def seed_demo(ctx: AppContext, workspace_id: str) -> None:
+    """Create the demo objects (call once, on a workspace holding the demo `customers` model)."""
+    with ctx.transaction(workspace_id=workspace_id) as session:
+        model = get_model_by_name(session, "customers")
+        if model is None:
+            return
+        segment_ids = [
+            segments.create_segment(session, SegmentCreate(name=name, model_id=model.id, filter=tree)).id
+            for name, tree in SEGMENTS
+        ]
+        journey = journeys.create_journey(
+            ctx,
+            session,
+            workspace_id,
+            None,
+            JourneyCreate.model_validate(
+                {
+                    "name": "Welcome series",
+                    "description": "Free users who spent a little get an upsell; the rest wait and leave.",
+                    "parent_model_id": model.id,
+                    "entry_criteria": {"field": "plan", "operator": "is", "value": "free"},
+                    "tiles": JOURNEY_TILES,
+                    "edges": JOURNEY_EDGES,
+                }
+            ),
+        )
+        journeys.change_status(ctx, session, journey.id, Action.ACTIVATE)
+        journeys.trigger_run(ctx, session, journey.id, RunTrigger.MANUAL)
+        for paywall_id, name in (("pw_original", "Original"), ("pw_discount", "20% off first year")):
+            paywalls.create_paywall(session, PaywallCreate(id=paywall_id, name=name, config={"title": name}))
+        campaign = paywalls.create_campaign(session, CampaignCreate(name="Upgrade prompts"))
+        paywalls.create_placement(session, campaign.id, PlacementCreate(name="onboarding"))
+        paywalls.create_audience(
+            session,
+            campaign.id,
+            AudienceCreate.model_validate(
+                {
+                    "name": "Free users on iOS",
+                    "filters": [
+                        {"field": "user.plan", "operator": "is", "value": "free", "conjunction": "and"},
+                        {"field": "device.platform", "operator": "is", "value": "ios"},
+                    ],
+                    "experiment": {
+                        "variants": [
+                            {"paywall_id": "pw_original", "traffic_percentage": 50},
+                            {"paywall_id": "pw_discount", "traffic_percentage": 50},
+                        ]
+                    },
+                }
+            ),
+        )
+        paywalls.create_audience(
+            session, campaign.id, AudienceCreate(name="Everyone else", filters=[], paywall_id="pw_original")
+        )
+    for segment_id in segment_ids:
+        segments.evaluate_segment(ctx, workspace_id, segment_id)
+    simulate_traffic(ctx, workspace_id, "onboarding", SIMULATED_USERS)
+
+
+def simulate_traffic(ctx: AppContext, workspace_id: str, placement: str, users: int) -> None:
+    """Register `users` free iOS users on the placement through the real decision table and recorder,
+    then convert a share of them (the discount converts better) through conversion attribution."""
+    tables = decision_tables(ctx)
+    recorder = decision_recorder(ctx)
+    table = tables.get(workspace_id) or tables.load(workspace_id)
+    pending = []
+    seen: dict[str, str | None] = {}
+    for i in range(users):
+        user_id = f"demo-user-{i:05d}"
+        decision = table.decide(placement, user_id, user={"plan": "free"}, device={"platform": "ios"})
+        future = recorder.submit(workspace_id, decision)
+        if future is not None:
+            pending.append(future)
+        seen[user_id] = decision.exposure.variant_id if decision.exposure is not None else None
+    for future in pending:
+        future.result(timeout=60)
+    now = ctx.clock.now()
+    with ctx.transaction(workspace_id=workspace_id) as session:
+        variants = {v: i for i, v in enumerate(sorted({v for v in seen.values() if v}))}
+        events = []
+        for n, (user_id, variant_id) in enumerate(seen.items()):
+            if variant_id is None:
+                continue
+            # A deterministic ~6% / ~9% conversion split so the chart has something to show.
+            rate = 6 if variants.get(variant_id) == 0 else 9
+            if (n * 37) % 100 < rate:
+                events.append(
+                    EventIn(
+                        user_id=user_id,
+                        event=paywalls.CONVERSION_EVENT,
+                        timestamp=now + timedelta(seconds=1),
+                        properties={"revenue": 39.99},
+                    )
+                )
+        paywalls.attribute_conversions(session, events, now + timedelta(seconds=2))
