@@ -65,7 +65,7 @@ JOURNEY_EDGES = [
 SIMULATED_USERS = 3000
 
 
-def seed_demo(ctx: AppContext, workspace_id: str) -> None:
+def seed_demo(ctx: AppContext, workspace_id: str, simulated_users: int = SIMULATED_USERS) -> None:
     """Create the demo objects (call once, on a workspace holding the demo `customers` model)."""
     with ctx.transaction(workspace_id=workspace_id) as session:
         model = get_model_by_name(session, "customers")
@@ -121,7 +121,7 @@ def seed_demo(ctx: AppContext, workspace_id: str) -> None:
         )
     for segment_id in segment_ids:
         segments.evaluate_segment(ctx, workspace_id, segment_id)
-    simulate_traffic(ctx, workspace_id, "onboarding", SIMULATED_USERS)
+    simulate_traffic(ctx, workspace_id, "onboarding", simulated_users)
 
 
 def simulate_traffic(ctx: AppContext, workspace_id: str, placement: str, users: int) -> None:
