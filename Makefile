@@ -6,6 +6,9 @@ PG_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 # Use PostgreSQL in tests too when the local server answers (CI machines run one).
 PG_UP := $(shell $(PYTHON) -c "import socket; s=socket.socket(); s.settimeout(1); print('yes' if s.connect_ex(('127.0.0.1',5432))==0 else '')" 2>/dev/null)
 export OVERTURE_TEST_POSTGRES_URL ?= $(if $(PG_UP),$(PG_URL),)
+# The dashboard's browser tests drive Debian's Chromium (never a downloaded browser).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test test-fast lint typecheck bench clean install install-dev
 
@@ -35,7 +38,11 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
-test: lint typecheck
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
+
+test: lint typecheck $(CHROMIUM)
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: install-dev

@@ -119,7 +119,10 @@ def test_revoking_the_key__ends_its_sessions(app: FastAPI, ctx: AppContext) -> N
         keys = client.get(f"/api/v1/workspaces/{ws.id}/keys", headers=ws.headers)
         assert keys.status_code == 200, keys.text
         key_id = next(k["id"] for k in keys.json() if k["scopes"] == ["segments:read"])
-        assert client.delete(f"/api/v1/workspaces/{ws.id}/keys/{key_id}", headers=ws.headers).status_code in (200, 204)
+        assert client.delete(f"/api/v1/workspaces/{ws.id}/keys/{key_id}", headers=ws.headers).status_code in (
+            200,
+            204,
+        )
         assert client.get("/ui/segments", follow_redirects=False).status_code == 303
 
 

@@ -1,5 +1,6 @@
 """The demo objects a first run adds beside the demo customers, so the dashboard opens populated:
-three segments (evaluated), a journey (active, one run queued), a paywall campaign whose first
+three segments (evaluated), a log destination, a journey (active, one run queued, its
+upsell path syncing to the log), a paywall campaign whose first
 audience runs an experiment with simulated traffic. Everything goes through the surfaces' services
 and the real decision path (decide, record exposures, attribute conversions)."""
 
@@ -9,6 +10,8 @@ from datetime import timedelta
 
 from overture.data.service import get_model_by_name
 from overture.db.context import AppContext
+from overture.delivery import service as destinations
+from overture.delivery.schemas import DestinationCreate
 from overture.journeys import service as journeys
 from overture.journeys.lifecycle import Action, RunTrigger
 from overture.journeys.schemas import JourneyCreate
@@ -37,29 +40,45 @@ SEGMENTS = [
         },
     ),
 ]
-JOURNEY_TILES = [
-    {"id": "entry", "type": "entry", "name": "Free users", "position": {"x": 220, "y": 0}},
-    {
-        "id": "valuable",
-        "type": "filter",
-        "name": "Spent over 20?",
-        "position": {"x": 220, "y": 130},
-        "config": {"criteria": {"field": "ltv", "operator": "gt", "value": 20}},
-    },
-    {"id": "upsell", "type": "exit", "name": "Upsell", "position": {"x": 0, "y": 260}},
-    {
-        "id": "nurture",
-        "type": "wait",
-        "name": "Wait 3 days",
-        "position": {"x": 440, "y": 260},
-        "config": {"duration": 3, "unit": "days"},
-    },
-    {"id": "done", "type": "exit", "name": "Done", "position": {"x": 440, "y": 390}},
-]
+
+
+def journey_tiles(destination_id: str) -> list[dict[str, object]]:
+    return [
+        {"id": "entry", "type": "entry", "name": "Free users", "position": {"x": 220, "y": 0}},
+        {
+            "id": "valuable",
+            "type": "filter",
+            "name": "Spent over 20?",
+            "position": {"x": 220, "y": 130},
+            "config": {"criteria": {"field": "ltv", "operator": "gt", "value": 20}},
+        },
+        {
+            "id": "upsell",
+            "type": "sync",
+            "name": "Send upsell",
+            "position": {"x": 0, "y": 260},
+            "config": {
+                "destination_id": destination_id,
+                "field_mapping": [{"from": "email", "to": "email"}, {"from": "plan", "to": "plan"}],
+            },
+        },
+        {"id": "upsold", "type": "exit", "name": "Upsold", "position": {"x": 0, "y": 390}},
+        {
+            "id": "nurture",
+            "type": "wait",
+            "name": "Wait 3 days",
+            "position": {"x": 440, "y": 260},
+            "config": {"duration": 3, "unit": "days"},
+        },
+        {"id": "done", "type": "exit", "name": "Done", "position": {"x": 440, "y": 390}},
+    ]
+
+
 JOURNEY_EDGES = [
     {"from": "entry", "to": "valuable"},
     {"from": "valuable", "to": "upsell", "branch": "match"},
     {"from": "valuable", "to": "nurture", "branch": "no_match"},
+    {"from": "upsell", "to": "upsold"},
     {"from": "nurture", "to": "done"},
 ]
 SIMULATED_USERS = 3000
@@ -75,6 +94,9 @@ def seed_demo(ctx: AppContext, workspace_id: str, simulated_users: int = SIMULAT
             segments.create_segment(session, SegmentCreate(name=name, model_id=model.id, filter=tree)).id
             for name, tree in SEGMENTS
         ]
+        destination = destinations.create_destination(
+            session, DestinationCreate(name="Demo log", type="log", config={"level": "info"})
+        )
         journey = journeys.create_journey(
             ctx,
             session,
@@ -86,7 +108,7 @@ def seed_demo(ctx: AppContext, workspace_id: str, simulated_users: int = SIMULAT
                     "description": "Free users who spent a little get an upsell; the rest wait and leave.",
                     "parent_model_id": model.id,
                     "entry_criteria": {"field": "plan", "operator": "is", "value": "free"},
-                    "tiles": JOURNEY_TILES,
+                    "tiles": journey_tiles(destination.id),
                     "edges": JOURNEY_EDGES,
                 }
             ),
