@@ -98,9 +98,7 @@ def seed_demo(ctx: AppContext, workspace_id: str, simulated_users: int = SIMULAT
             session, DestinationCreate(name="Demo log", type="log", config={"level": "info"})
         )
         journey = journeys.create_journey(
-            ctx,
             session,
-            workspace_id,
             None,
             JourneyCreate.model_validate(
                 {
@@ -113,8 +111,8 @@ def seed_demo(ctx: AppContext, workspace_id: str, simulated_users: int = SIMULAT
                 }
             ),
         )
-        journeys.change_status(ctx, session, journey.id, Action.ACTIVATE)
-        journeys.trigger_run(ctx, session, journey.id, RunTrigger.MANUAL)
+        journeys.change_status(session, journey.id, Action.ACTIVATE)
+        journeys.trigger_run(session, journey.id, RunTrigger.MANUAL)
         for paywall_id, name in (("pw_original", "Original"), ("pw_discount", "20% off first year")):
             paywalls.create_paywall(session, PaywallCreate(id=paywall_id, name=name, config={"title": name}))
         campaign = paywalls.create_campaign(session, CampaignCreate(name="Upgrade prompts"))

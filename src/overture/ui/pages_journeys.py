@@ -14,7 +14,15 @@ from overture.data import service as data
 from overture.db.session import Session
 from overture.errors import Invalid, NotFound
 from overture.journeys import service as journeys
-from overture.journeys.lifecycle import RUNNABLE, TRANSITIONS, Action, RunStatus, RunTrigger
+from overture.journeys.lifecycle import (
+    ACTION_TARGETS,
+    JOURNEY,
+    RUNNABLE,
+    Action,
+    JourneyStatus,
+    RunStatus,
+    RunTrigger,
+)
 from overture.journeys.schemas import JourneyCreate
 from overture.ui.charts import journey_canvas
 from overture.ui.pages_segments import editor_fields
@@ -41,9 +49,11 @@ STARTER_EDGES = [{"from": "entry", "to": "wait"}, {"from": "wait", "to": "done"}
 
 def actions_for(status: str) -> list[str]:
     """The lifecycle buttons the transition table allows from `status` (plus trigger when runnable)."""
-    allowed = [
-        a.value for a in LIFECYCLE if any(src == status and act == a for (src, _), act in TRANSITIONS.items())
-    ]
+    try:
+        current = JourneyStatus(status)
+    except ValueError:
+        return []
+    allowed = [a.value for a in LIFECYCLE if JOURNEY.table.get((current, ACTION_TARGETS[a])) == a]
     if status in RUNNABLE:
         allowed.append("trigger")
     return allowed
@@ -93,21 +103,21 @@ async def create(request: Request, ctx: Ctx, user: Poster) -> Response:
         },
     )
     with unit(ctx, user, write=True) as session:
-        journey = journeys.create_journey(ctx, session, user.caller.workspace_id, user.caller.key_id, body)
+        journey = journeys.create_journey(session, user.caller.key_id, body)
     url = f"{PREFIX}/journeys/{journey.id}"
     if request.headers.get("hx-request"):
         return Response(status_code=204, headers={"HX-Redirect": url})
     return RedirectResponse(url, status_code=303)
 
 
-def _live(ctx: Ctx, session: Session, user: Any, journey_id: str) -> dict[str, Any]:
+def _live(session: Session, user: Any, journey_id: str) -> dict[str, Any]:
     journey = journeys.get_journey(session, journey_id)
     runs = journeys.list_runs(session, journey_id)
-    problems = journeys.validation_errors(ctx, session, journey)
+    problems = journeys.validation_errors(session, journey)
     counts: dict[str, dict[str, int]] = {}
     total = None
     if user.can("analytics:read"):
-        stats = journeys.stats(ctx, session, journey_id)
+        stats = journeys.stats(session, journey_id)
         counts = {tile_id: c.model_dump() for tile_id, c in stats.tiles.items()}
         total = stats.total
     return {
@@ -126,7 +136,7 @@ def _live(ctx: Ctx, session: Session, user: Any, journey_id: str) -> dict[str, A
 def detail(request: Request, ctx: Ctx, user: User, journey_id: str) -> HTMLResponse:
     user.caller.require("journeys:read")
     with unit(ctx, user) as session:
-        view = _live(ctx, session, user, journey_id)
+        view = _live(session, user, journey_id)
     return render(request, "journey.html", **view)
 
 
@@ -135,7 +145,7 @@ def live(request: Request, ctx: Ctx, user: User, journey_id: str) -> HTMLRespons
     """The canvas, counts and runs (htmx polls this every 2 s while a run is open)."""
     user.caller.require("journeys:read")
     with unit(ctx, user) as session:
-        view = _live(ctx, session, user, journey_id)
+        view = _live(session, user, journey_id)
     return render(request, "_journey_live.html", **view)
 
 
@@ -146,7 +156,7 @@ def lifecycle(request: Request, ctx: Ctx, user: Poster, journey_id: str, action:
     user.caller.require("journeys:write")
     with unit(ctx, user, write=True) as session:
         if action == "trigger":
-            journeys.trigger_run(ctx, session, journey_id, RunTrigger.MANUAL)
+            journeys.trigger_run(session, journey_id, RunTrigger.MANUAL)
         else:
             try:
                 chosen = Action(action)
@@ -154,9 +164,9 @@ def lifecycle(request: Request, ctx: Ctx, user: Poster, journey_id: str, action:
                 chosen = None
             if chosen not in LIFECYCLE:
                 raise NotFound(f"no journey action '{action}'")
-            journeys.change_status(ctx, session, journey_id, chosen)
+            journeys.change_status(session, journey_id, chosen)
     with unit(ctx, user) as session:
-        view = _live(ctx, session, user, journey_id)
+        view = _live(session, user, journey_id)
     return render(request, "_journey_live.html", **view)
 
 
@@ -166,5 +176,5 @@ def member(request: Request, ctx: Ctx, user: User, journey_id: str, member_id: s
     if not member_id.strip():
         raise Invalid("type a member id", field="member_id")
     with unit(ctx, user) as session:
-        path = journeys.member_path(ctx, session, journey_id, member_id.strip()[:200])
+        path = journeys.member_path(session, journey_id, member_id.strip()[:200])
     return render(request, "_member_path.html", member=path)
