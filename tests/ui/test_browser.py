@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from overture.data.loader import load_demo
 from overture.db import migrate
 from overture.db.context import AppContext
 from overture.ui.demo import seed_demo
+from tests.delivery.conftest import free_port
 
 pytestmark = pytest.mark.browser
 playwright = pytest.importorskip("playwright.sync_api")
@@ -51,12 +51,6 @@ class Server:
     read_only_key: str
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A home with demo customers and the first-run demo objects, served by `uvicorn` in its own process
@@ -74,7 +68,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     load_demo(ctx, workspace_id, rows=3000)
     seed_demo(ctx, workspace_id, simulated_users=600)
     ctx.close()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "OVERTURE_HOME": str(home), "OVERTURE_EGRESS_ALLOW": '["127.0.0.1/32"]'}
     env.pop("OVERTURE_DATABASE_URL", None)
     proc = subprocess.Popen(
