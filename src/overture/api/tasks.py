@@ -11,6 +11,7 @@ TASK_MODULES: list[str] = [
     # e.g. "overture.journeys.tasks" (one line per surface)
     "overture.journeys.tasks",
     "overture.batch.tasks",
+    "overture.experiences.tasks",
 ]
 
 
