@@ -282,10 +282,6 @@ class EventIn(Strict):
     properties: dict[str, Any] | None = None
 
 
-class EventBatch(Strict):
-    events: list[EventIn] = Field(max_length=MAX_EVENTS_PER_BATCH)
-
-
 class EventsAccepted(BaseModel):
     accepted: int
     conversions: int = Field(description="Conversions attributed to experiment variants.")
