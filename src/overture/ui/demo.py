@@ -6,8 +6,6 @@ and the real decision path (decide, record exposures, attribute conversions)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from overture.data.service import get_model_by_name
 from overture.db.context import AppContext
 from overture.delivery import service as destinations
@@ -16,6 +14,7 @@ from overture.journeys import service as journeys
 from overture.journeys.lifecycle import Action, RunTrigger
 from overture.journeys.schemas import JourneyCreate
 from overture.paywalls import service as paywalls
+from overture.paywalls import service_experiments as experiments
 from overture.paywalls.schemas import (
     AudienceCreate,
     CampaignCreate,
@@ -174,9 +173,9 @@ def simulate_traffic(ctx: AppContext, workspace_id: str, placement: str, users: 
                 events.append(
                     EventIn(
                         user_id=user_id,
-                        event=paywalls.CONVERSION_EVENT,
-                        timestamp=now + timedelta(seconds=1),
+                        event=experiments.CONVERSION_EVENT,
+                        timestamp=now,
                         properties={"revenue": 39.99},
                     )
                 )
-        paywalls.attribute_conversions(session, events, now + timedelta(seconds=2))
+        experiments.attribute_conversions(session, events)

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from overture.db.session import Session
 from overture.errors import Invalid
 from overture.paywalls import service as paywalls
+from overture.paywalls import service_experiments as experiments
 from overture.paywalls.schemas import RegisterIn
 from overture.paywalls.tables import decision_tables
 from overture.ui.charts import experiment_chart
@@ -43,7 +44,7 @@ def _audiences_view(session: Session, user: Any, campaign_id: str) -> dict[str, 
         for audience in audiences:
             if audience.experiment is None:
                 continue
-            result = paywalls.experiment_results(session, campaign_id, audience.id)
+            result = experiments.experiment_results(session, campaign_id, audience.id)
             labels = {v.variant_id: names.get(v.paywall_id, v.paywall_id) for v in result.variants}
             results[audience.id] = result
             charts[audience.id] = experiment_chart(result.variants, labels)
