@@ -40,9 +40,9 @@ from overture.core.encode import to_json, to_text
 from overture.core.filters import FilterError, SqlModel, fields_of, parse
 from overture.data import service as data
 from overture.data.models import EntityModel
-from overture.data.source import DataSource, workspace_prefix
+from overture.data.source import DataSource, TableRef, workspace_prefix
 from overture.db.session import Session
-from overture.errors import Invalid
+from overture.errors import Invalid, NotFound
 
 __all__ = ["REASONS", "OfferPlan", "RunPlan", "Summary", "build_results", "results_table", "write_output"]
 
@@ -553,6 +553,12 @@ def customers_page(
     none; `status` keeps only `recommended` or only `skipped` customers. Keyset pagination."""
     t = results_ref(name)
     o = offers_table(name)
+    with source.connect() as conn:
+        if source.table_columns(conn, TableRef(name)) is None:
+            raise NotFound(
+                "per-customer results of this run are no longer kept (a campaign's newest runs keep them); "
+                "its summary and file remain"
+            )
     got = sa.func.max(sa.case((t.c.rank.is_not(None), 1), else_=0))
     reason = sa.func.max(sa.case((sa.or_(t.c.pos.is_(None), t.c.pos == 1), t.c.reason)))
     query = sa.select(t.c.customer_id, got.label("got"), reason.label("reason")).group_by(t.c.customer_id)

@@ -189,12 +189,9 @@ def _solve(compiled: Compiled, rows: Sequence[Any]) -> list[tuple[int, str | Non
     per_chan = np.bincount(chan[chosen], minlength=n_chan)
     served = np.zeros(n_cust, dtype=bool)
     served[cust[chosen]] = True
-    for i in np.nonzero((pos == 1) & ~served[cust])[0]:
-        if plan.max_per_offer is not None and per_offer[offer[i]] >= plan.max_per_offer:
-            reason = "maxPerOffer"
-        elif plan.max_per_channel is not None and per_chan[chan[i]] >= plan.max_per_channel:
-            reason = "maxPerChannel"
-        else:
-            reason = "maxTotalPerRun"
-        decisions.append((int(rid[i]), reason))
+    left = np.nonzero((pos == 1) & ~served[cust])[0]
+    offer_full = per_offer[offer[left]] >= (plan.max_per_offer or big + 1)
+    channel_full = per_chan[chan[left]] >= (plan.max_per_channel or big + 1)
+    reasons = np.where(offer_full, "maxPerOffer", np.where(channel_full, "maxPerChannel", "maxTotalPerRun"))
+    decisions += [(int(r), str(reason)) for r, reason in zip(rid[left], reasons, strict=True)]
     return decisions

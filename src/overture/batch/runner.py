@@ -57,6 +57,9 @@ from overture.segments.models import Segment
 
 log = logging.getLogger(__name__)
 
+#: Per-customer results are kept for a campaign's newest runs; older runs keep summary and file.
+KEEP_RESULTS = 20
+
 __all__ = ["execute_run"]
 
 
@@ -286,6 +289,24 @@ def _execute(ctx: AppContext, job: JobContext, plan: RunPlan, context: _Context)
         run.error = error
         run.step = None
         run.completed_at = session.now()
+    _prune(ctx, context)
+
+
+def _prune(ctx: AppContext, context: _Context) -> None:
+    """Drop the per-customer tables of the runs just past the newest KEEP_RESULTS of the campaign."""
+    with ctx.transaction(write=False, workspace_id=context.workspace_id) as session:
+        old = session.scalars(
+            sa.select(BatchRun.id)
+            .where(BatchRun.campaign_id == context.campaign_id)
+            .order_by(BatchRun.created_at.desc(), BatchRun.id.desc())
+            .offset(KEEP_RESULTS)
+            .limit(5)
+        ).all()
+    if old:
+        source = get_source(ctx)
+        with source.begin() as conn:
+            for run_id in old:
+                engine.drop_results(conn, engine.results_table(context.workspace_id, run_id))
 
 
 def _digest(path: Path) -> tuple[str, int]:
