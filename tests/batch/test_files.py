@@ -245,3 +245,23 @@ def test_a_broken_model_fails_the_run_with_the_reason(api: Api, world: World) ->
     run = api.run(c["id"])
     assert run["status"] == "failed" and "churn_score" in run["error"], run
     api.get(f"/batch-campaigns/{c['id']}/runs/{run['id']}/customers", expect=409)
+
+
+def test_s3__refused_by_the_egress_guard_at_upload(
+    api: Api, world: World, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from overture.delivery.egress import EgressGuard
+
+    channel = _s3_channel(api, s3_server)  # saved while loopback was allowed
+    c = api.campaign(
+        _flow(api, world),
+        world.segment_id,
+        channelIds=[channel],
+        fileOutput={"destination": "s3", "s3Path": f"s3://{s3_server.bucket}/guarded/"},
+    )
+    monkeypatch.setitem(api.ctx.services, "delivery.egress", EgressGuard([]))  # a production guard
+    run = api.run(c["id"])
+    assert run["status"] == "completed_with_errors", run
+    assert "S3 upload failed" in run["error"] and "endpoint_url" in run["error"]
+    assert not [k for k in s3_server.object_keys() if k.startswith("guarded/")]
+    api.file(c["id"], run["id"])
