@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from overture.batch import engine
+from overture.batch import output
 from overture.clock import FrozenClock
 from overture.delivery.adapters.file import files_root
 from overture.runtime import jobs
@@ -185,7 +185,7 @@ class Killed(BaseException):
 
 
 def _kill_while_writing(monkeypatch: pytest.MonkeyPatch, times: list[int]) -> None:
-    real = engine.write_output
+    real = output.write_output
 
     def dying(source: Any, plan: Any, path: Path) -> None:
         if times[0] > 0:
@@ -194,7 +194,7 @@ def _kill_while_writing(monkeypatch: pytest.MonkeyPatch, times: list[int]) -> No
             raise Killed()
         real(source, plan, path)
 
-    monkeypatch.setattr(engine, "write_output", dying)
+    monkeypatch.setattr(output, "write_output", dying)
 
 
 def test_killed_mid_run__no_half_file_then_resumed(

@@ -14,8 +14,9 @@
      channel, then the best `maxTotalPerRun` overall; a row cut records the constraint that cut it;
    - customers without any eligible pair (`notEligible`), and the rank among the offers each customer
      finally receives.
-3. the file, written by the engine from `<t>` joined with `<t>_offers`: DuckDB `COPY`, PostgreSQL
-   `COPY ... TO STDOUT` streamed in chunks, other engines a server-side cursor in chunks.
+3. the file (`overture.batch.output`), written by the engine from `<t>` joined with `<t>_offers`:
+   DuckDB `COPY`, PostgreSQL `COPY ... TO STDOUT` streamed in chunks, other engines a server-side
+   cursor in chunks.
 
 The same data gives the same table and the same file byte for byte (every order has a total tie-break).
 `<t>` stays after the run: the per-customer results API pages through it."""
@@ -25,18 +26,14 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import csv
-import io
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from overture.batch.schemas import CustomerOffer, CustomerResult, CustomersPage
-from overture.core.encode import to_json, to_text
+from overture.core.encode import to_json
 from overture.core.filters import FilterError, SqlModel, fields_of, parse
 from overture.data import service as data
 from overture.data.models import EntityModel
@@ -44,7 +41,7 @@ from overture.data.source import DataSource, TableRef, workspace_prefix
 from overture.db.session import Session
 from overture.errors import Invalid, NotFound
 
-__all__ = ["REASONS", "OfferPlan", "RunPlan", "Summary", "build_results", "results_table", "write_output"]
+__all__ = ["REASONS", "OfferPlan", "RunPlan", "Summary", "build_results", "results_table"]
 
 #: Why a customer got nothing (customer-level, counted once), in the seed's names.
 REASONS = ("maxPerOffer", "maxPerChannel", "maxTotalPerRun", "notEligible")
@@ -220,7 +217,7 @@ class Compiled:
         """The per-customer values the decision used, as a JSON object."""
         args: list[Any] = []
         for name in self._personal_fields(offer):
-            args += [sa.literal_column(_sql_string(name)), self.sql_model.columns[name]]
+            args += [sa.literal_column(sql_string(name)), self.sql_model.columns[name]]
         fn = sa.func.json_build_object if dialect == "postgresql" else sa.func.json_object
         return sa.cast(fn(*args), sa.String())
 
@@ -279,7 +276,7 @@ def _int(value: int) -> sa.ColumnElement[int]:
     return sa.literal_column(str(int(value)), sa.Integer())
 
 
-def _sql_string(text: str) -> str:
+def sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -430,91 +427,6 @@ def summarize(source: DataSource, plan: RunPlan) -> Summary:
             summary.rows += int(count)
             summary.value += float(value or 0.0)
     return summary
-
-
-# -- the file --------------------------------------------------------------------------------------
-def output_select(plan: RunPlan, *, json_personalization: bool) -> sa.Select[Any]:
-    """The file's rows: recommendations in customer order, then rank; columns as configured."""
-    t = results_ref(plan.table)
-    t.append_column(sa.column("personalization", sa.String()))
-    o = offers_table(plan.table)
-    exprs: dict[str, Any] = {
-        "customer_id": t.c.customer_id,
-        "offer_name": o.c.offer_name,
-        "offer_id": o.c.offer_id,
-        "channel": o.c.channel,
-        "creative": o.c.creative,
-        "score": t.c.score,
-        "rank": t.c.rank,
-        "category": o.c.category,
-        "priority": o.c.priority,
-    }
-    if "personalization" in plan.columns:
-        exprs["personalization"] = (
-            sa.cast(t.c.personalization, sa.JSON()) if json_personalization else t.c.personalization
-        )
-    return (
-        sa.select(*[exprs[c].label(c) for c in plan.columns])
-        .select_from(t.join(o, o.c.offer_idx == t.c.offer_idx))
-        .where(t.c.rank.is_not(None))
-        .order_by(t.c.customer_id, t.c.rank)
-    )
-
-
-def write_output(source: DataSource, plan: RunPlan, path: Path) -> None:
-    """Write the run's file to `path` with the engine (never the whole result in Python memory)."""
-    if source.is_duckdb:
-        select = output_select(plan, json_personalization=plan.format == "json")
-        with source.connect() as conn:
-            sql = str(select.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-            options = "FORMAT JSON, ARRAY true" if plan.format == "json" else "FORMAT CSV, HEADER true"
-            conn.exec_driver_sql(f"COPY ({sql}) TO {_sql_string(str(path))} ({options})")
-        return
-    select = output_select(plan, json_personalization=False)
-    with source.connect() as conn, path.open("wb") as fh:
-        if source.is_postgres and plan.format == "csv":
-            sql = str(select.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            with (
-                raw.cursor() as cur,
-                cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy,
-            ):
-                for chunk in copy:
-                    fh.write(bytes(chunk))
-            return
-        result = conn.execution_options(stream_results=True, yield_per=_CHUNK).execute(select)
-        _stream(fh, result, list(plan.columns), plan.format)
-
-
-def _stream(fh: IO[bytes], result: Any, columns: Sequence[str], fmt: str) -> None:
-    """Rows from a server-side cursor, written chunk by chunk (engines without a bulk writer)."""
-    if fmt == "json":
-        fh.write(b"[")
-        first = True
-        for chunk in result.partitions(_CHUNK):
-            parts = []
-            for row in chunk:
-                record = dict(zip(columns, row, strict=True))
-                if "personalization" in record and isinstance(record["personalization"], str):
-                    record["personalization"] = json.loads(record["personalization"])
-                parts.append(json.dumps({k: _jsonable(v) for k, v in record.items()}, separators=(",", ":")))
-            if parts:
-                fh.write((("" if first else ",\n") + ",\n".join(parts)).encode())
-                first = False
-        fh.write(b"]\n")
-        return
-    text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(columns)
-    for chunk in result.partitions(_CHUNK):
-        writer.writerows([to_text(v) for v in row] for row in chunk)
-    text.flush()
-    text.detach()
-
-
-def _jsonable(value: Any) -> Any:
-    return to_json(value)
 
 
 # -- per-customer results --------------------------------------------------------------------------

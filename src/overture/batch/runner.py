@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from overture.batch import engine
+from overture.batch import engine, output
 from overture.batch.engine import OfferPlan, RunPlan, Summary
 from overture.batch.models import BatchCampaign, BatchChannel, BatchRun, DecisionFlow, Offer
 from overture.batch.schemas import (
@@ -247,7 +247,7 @@ def _execute(ctx: AppContext, job: JobContext, plan: RunPlan, context: _Context)
     scratch_dir.mkdir(parents=True, exist_ok=True)
     scratch = scratch_dir / f"batch-{context.run_id}.{context.fmt}.part"
     try:
-        engine.write_output(source, plan, scratch)
+        output.write_output(source, plan, scratch)
         local = Target(
             id="batch-downloads",
             workspace_id=context.workspace_id,
