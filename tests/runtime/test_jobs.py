@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from overture.clock import FrozenClock
 from overture.db.context import AppContext
+from overture.runtime.job_runs import claim, execute
 from overture.runtime.jobs import (
     DEFAULT_LEASE,
     JobContext,
@@ -21,10 +22,8 @@ from overture.runtime.jobs import (
     Retry,
     backoff_seconds,
     cancel_job,
-    claim,
     drain,
     enqueue_job,
-    execute,
     job_handler,
 )
 from overture.runtime.models import Job, JobStatus
@@ -237,7 +236,7 @@ def test_cancel__running_job__check_stops_it(ctx: AppContext) -> None:
     BEHAVIOUR.clear()
     claimed = claim(ctx, "w", kinds=KINDS)
     assert claimed is not None
-    from overture.runtime import jobs as jobs_module
+    from overture.runtime import job_runs as jobs_module
 
     original = jobs_module._HANDLERS["test.jobs.record"]
     jobs_module._HANDLERS["test.jobs.record"] = cancel_then_check

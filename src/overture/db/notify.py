@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from overture.db import dialects
+
 log = logging.getLogger(__name__)
 
 PG_CHANNEL = "overture_changes"
@@ -43,14 +45,13 @@ class ChangeBus:
     def publish_on_commit(self, session: Session, topic: str, payload: str) -> None:
         """Announce a change when `session` commits: NOTIFY other processes (PostgreSQL delivers it
         at commit) and, after commit, tell this process's listeners. Nothing if it rolls back."""
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(sa.select(sa.func.pg_notify(PG_CHANNEL, f"{topic}:{payload}")))
+        dialects.notify(session, PG_CHANNEL, f"{topic}:{payload}")
         session.info.setdefault("overture_changes", set()).add((topic, payload))
 
     def start_listening(self, engine: sa.Engine) -> Callable[[], None]:
         """Relay other processes' NOTIFYs on this engine's database to local listeners, in one
         background thread. Returns the function that stops it (a no-op on SQLite)."""
-        if engine.dialect.name != "postgresql":
+        if not dialects.has_notify(engine):
             return lambda: None
         stop = threading.Event()
         wake_r, wake_w = os.pipe()  # lets stop() interrupt the select at once

@@ -1,4 +1,5 @@
-"""Runtime tables: the job queue, the schedules that feed it, and the outbox ledger."""
+"""Runtime tables: the job queue, the schedules that feed it, and the outbox ledger (their status
+machines: `overture.runtime.states`)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from overture.db.base import Base, UTCDateTime, WorkspaceScoped, new_id
+from overture.runtime.states import JobStatus as JobStatus  # re-exported: status values of the columns
+from overture.runtime.states import OutboxStatus as OutboxStatus
 
 # Integer ids on the hot ledger (a SQLite INTEGER PRIMARY KEY is the rowid; BIGSERIAL on PostgreSQL).
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-class JobStatus:
-    """Job states. queued -> running -> succeeded | queued (retry) | dead | cancelled.
-    A running job whose lease expired is claimable again (its attempt number moves on)."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    DEAD = "dead"
-    CANCELLED = "cancelled"
-    FINISHED = (SUCCEEDED, DEAD, CANCELLED)
 
 
 class Job(Base):
@@ -71,19 +62,6 @@ class ScheduleRow(WorkspaceScoped, Base):
     last_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
-
-
-class OutboxStatus:
-    """Ledger states. pending -> sending -> sent | failed | pending (retry later);
-    sending whose claim lease expired (the dispatcher died) -> unknown -> sending (flagged
-    possible_duplicate). Terminal: sent, failed."""
-
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-    TERMINAL = (SENT, FAILED)
 
 
 class OutboxMessage(WorkspaceScoped, Base):

@@ -1,13 +1,10 @@
 """Transactional outbox: messages owed to destinations, written with the state change that causes
 them, then sent by a dispatcher that records every outcome in the ledger.
 
-Ledger states (column `status`)::
-
-    pending ──claim──> sending ──sent──> sent                      (terminal)
-       ^                  │ ├──failed (4xx, bad config, out of attempts)──> failed   (terminal)
-       │                  │ └──retry (429, 5xx, network; Retry-After honoured)──> pending
-       │                  └──claim lease expired (dispatcher died)──> unknown
-       └──────────── unknown is claimed again and resent with possible_duplicate = true
+Ledger states: the machine `overture.runtime.states.OUTBOX` (pending -> sending -> sent | failed |
+pending (retry, Retry-After honoured); a `sending` message whose claim lease expired (the dispatcher
+died) -> unknown, claimed again and resent with possible_duplicate = true). Every set-based UPDATE
+here takes its statuses from that table.
 
 Delivery guarantee: every message is sent until it is `sent` or `failed` (at least once), always
 with its stable idempotency key. A receiver can see a message twice only if a dispatcher died
@@ -27,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -35,13 +32,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from overture.clock import ASAP
+from overture.db import dialects
 from overture.db.context import AppContext
+from overture.db.dialects import rowcount
 from overture.db.session import now_of
 from overture.delivery.messages import Message, Outcome
 from overture.delivery.service import get_destination, send_batch
 from overture.errors import NotFound
-from overture.runtime.jobs import backoff_seconds, rowcount
-from overture.runtime.models import OutboxMessage, OutboxStatus
+from overture.runtime.job_runs import backoff_seconds
+from overture.runtime.models import OutboxMessage
+from overture.runtime.states import OUTBOX, OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,28 @@ def idempotency_key(*parts: object) -> str:
 
 
 _ENQUEUE_COLUMNS = (
-    "workspace_id, destination_id, idempotency_key, payload, source_kind, source_id, status, attempts, "
-    "crashes, possible_duplicate, next_attempt_at, created_at"
+    "workspace_id",
+    "destination_id",
+    "idempotency_key",
+    "payload",
+    "source_kind",
+    "source_id",
+    "status",
+    "next_attempt_at",
+    "created_at",
 )
+_ENQUEUE_CONSTANTS = {"attempts": 0, "crashes": 0, "possible_duplicate": False}
+#: The state a message is owed in (plain text: rows go to the driver as they are).
+_OWED = OutboxStatus.PENDING.value
+# The set-based moves, checked against the table once, at import.
+#: Claimed in this order: crash survivors first, then pending messages.
+_CLAIM_FROM = (OutboxStatus.UNKNOWN, OutboxStatus.PENDING)
+if frozenset(_CLAIM_FROM) != OUTBOX.sources(OutboxStatus.SENDING):
+    raise RuntimeError("outbox claim order does not list the sources of 'sending' in OUTBOX")
+_SENT = OUTBOX.transition(OutboxStatus.SENDING, OutboxStatus.SENT)
+_FAILED = OUTBOX.transition(OutboxStatus.SENDING, OutboxStatus.FAILED)
+_RETRY = OUTBOX.transition(OutboxStatus.SENDING, OutboxStatus.PENDING)
+_LOST = OUTBOX.transition(OutboxStatus.SENDING, OutboxStatus.UNKNOWN)
 
 
 def enqueue(session: Session, items: Iterable[OutboxItem]) -> int:
@@ -105,23 +124,19 @@ def enqueue(session: Session, items: Iterable[OutboxItem]) -> int:
 
     Rows go to the driver's executemany already serialized (payload JSON via orjson, constant
     columns formatted once): SQLAlchemy's per-row bind processing would cost more than the insert."""
-    now = now_of(session)
     connection = session.connection()
-    postgres = connection.dialect.name == "postgresql"
-    if postgres:
-        sql = (
-            f"INSERT INTO outbox_messages ({_ENQUEUE_COLUMNS}) VALUES "
-            "(%s, %s, %s, %s::jsonb, %s, %s, %s, 0, 0, false, %s, %s) "
-            "ON CONFLICT (idempotency_key) DO NOTHING"
-        )
-        asap, created = ASAP, now
-    else:
-        sql = (
-            f"INSERT INTO outbox_messages ({_ENQUEUE_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING"
-        )
-        # The text form SQLAlchemy's SQLite DateTime stores (naive UTC), so reads parse it back.
-        asap, created = (_sqlite_datetime(ASAP), _sqlite_datetime(now))  # type: ignore[assignment]
+    sql = dialects.driver_insert_sql(
+        connection,
+        "outbox_messages",
+        _ENQUEUE_COLUMNS,
+        json_columns=("payload",),
+        constants=_ENQUEUE_CONSTANTS,
+        on_conflict_do_nothing="idempotency_key",
+    )
+    asap, created = (
+        dialects.driver_datetime(connection, ASAP),
+        dialects.driver_datetime(connection, now_of(session)),
+    )
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     inserted = 0
     chunk: list[tuple[Any, ...]] = []
@@ -135,7 +150,7 @@ def enqueue(session: Session, items: Iterable[OutboxItem]) -> int:
                     orjson.dumps(item.payload, option=orjson.OPT_NON_STR_KEYS).decode(),
                     item.source_kind,
                     item.source_id,
-                    OutboxStatus.PENDING,
+                    _OWED,
                     asap,
                     created,
                 )
@@ -150,10 +165,6 @@ def enqueue(session: Session, items: Iterable[OutboxItem]) -> int:
     if inserted:
         session.info["overture_outbox_enqueued"] = True
     return inserted
-
-
-def _sqlite_datetime(value: datetime) -> str:
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def _insert_chunk(cursor: Any, sql: str, rows: list[tuple[Any, ...]]) -> int:
@@ -205,7 +216,7 @@ def recover_lost(ctx: AppContext) -> int:
                 sa.update(OutboxMessage)
                 .where(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.locked_until < now)
                 .values(
-                    status=sa.case((doomed, OutboxStatus.FAILED), else_=OutboxStatus.UNKNOWN),
+                    status=sa.case((doomed, _FAILED), else_=_LOST),
                     last_error=sa.case(
                         (doomed, f"a dispatcher died while sending it, {MAX_CRASHES} times"),
                         else_=OutboxMessage.last_error,
@@ -238,10 +249,9 @@ def _claim(ctx: AppContext, limit: int, lease: timedelta, *, unknown: bool = Tru
     `pending` ones; each an index range scan in due order (Core statements: this is the hot path)."""
     now = ctx.clock.now()
     paused = [d for d, until in _pauses(ctx).items() if until > now]
-    postgres = ctx.engine.dialect.name == "postgresql"
     claimed: list[_Claimed] = []
     with ctx.transaction() as session:
-        for status in (OutboxStatus.UNKNOWN, OutboxStatus.PENDING) if unknown else (OutboxStatus.PENDING,):
+        for status in _CLAIM_FROM if unknown else (OutboxStatus.PENDING,):
             want = limit - len(claimed)
             if want <= 0:
                 break
@@ -253,9 +263,7 @@ def _claim(ctx: AppContext, limit: int, lease: timedelta, *, unknown: bool = Tru
             )
             if paused:
                 query = query.where(_table.c.destination_id.not_in(paused))
-            if postgres:
-                query = query.with_for_update(skip_locked=True)
-            ids = list(session.scalars(query))
+            ids = list(session.scalars(dialects.skip_locked(query, session)))
             if not ids:
                 continue
             rows = session.execute(
@@ -382,7 +390,7 @@ def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outco
             session.execute(
                 sa.update(_table)
                 .where(_FENCE)
-                .values(status=OutboxStatus.SENT, sent_at=now, locked_until=None, last_error=None),
+                .values(status=_SENT, sent_at=now, locked_until=None, last_error=None),
                 sent,
             )
         if retry:
@@ -390,7 +398,7 @@ def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outco
                 sa.update(_table)
                 .where(_FENCE)
                 .values(
-                    status=OutboxStatus.PENDING,
+                    status=_RETRY,
                     next_attempt_at=sa.bindparam("b_next"),
                     last_error=sa.bindparam("b_error"),
                     possible_duplicate=sa.or_(
@@ -404,7 +412,7 @@ def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outco
             session.execute(
                 sa.update(_table)
                 .where(_FENCE)
-                .values(status=OutboxStatus.FAILED, last_error=sa.bindparam("b_error"), locked_until=None),
+                .values(status=_FAILED, last_error=sa.bindparam("b_error"), locked_until=None),
                 failed,
             )
     if ambiguous:
@@ -426,9 +434,7 @@ def _release(ctx: AppContext, batch: Sequence[_Claimed], until: datetime) -> Non
             sa.update(_table)
             .where(_FENCE)
             .values(
-                status=sa.case(
-                    (_table.c.possible_duplicate.is_(True), OutboxStatus.UNKNOWN), else_=OutboxStatus.PENDING
-                ),
+                status=sa.case((_table.c.possible_duplicate.is_(True), _LOST), else_=_RETRY),
                 attempts=_table.c.attempts - 1,
                 next_attempt_at=until,
                 locked_until=None,

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from overture.core.encode import isoformat_z
 from overture.core.schedules import Schedule, ScheduleError, parse_schedule
+from overture.db import dialects
 from overture.db.context import AppContext
 from overture.db.session import now_of
 from overture.errors import Invalid
@@ -160,9 +161,7 @@ def _tick_batch(ctx: AppContext) -> tuple[int, bool]:
     fired = 0
     with ctx.transaction() as session:
         query = sa.select(ScheduleRow).where(due).order_by(ScheduleRow.next_fire_at).limit(TICK_BATCH)
-        if ctx.engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        rows = list(session.scalars(query))
+        rows = list(session.scalars(dialects.skip_locked(query, session)))
         for row in rows:
             assert row.next_fire_at is not None
             try:

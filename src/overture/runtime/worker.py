@@ -17,17 +17,9 @@ from typing import Any
 
 from overture.db.context import AppContext
 from overture.runtime import outbox, scheduler
-from overture.runtime.jobs import (
-    DEFAULT_LEASE,
-    JobContext,
-    claim_batch,
-    drain,
-    execute,
-    job_context,
-    job_wakeup,
-    release,
-    worker_name,
-)
+from overture.runtime.job_context import DEFAULT_LEASE, JobContext
+from overture.runtime.job_runs import claim_batch, drain, execute, job_context, release, worker_name
+from overture.runtime.jobs import job_wakeup
 
 log = logging.getLogger(__name__)
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-ReachStatus = Literal["idle", "pending", "ok", "failed"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from overture.schemas import Strict
+from overture.segments.states import ReachStatus
 
 
 class SegmentCreate(Strict):

@@ -1,4 +1,5 @@
-"""Segments: CRUD, reach evaluation (idle -> pending -> ok | failed), member pages and previews.
+"""Segments: CRUD, reach evaluation (`states.REACH`: idle -> pending -> ok | failed), member pages and
+previews.
 
 Public functions for other surfaces (stable; the session is bound to the caller's workspace):
     get_segment(session, segment_id) -> Segment
@@ -45,10 +46,10 @@ from overture.segments.schemas import (
     SegmentRead,
     SegmentUpdate,
 )
+from overture.segments.states import REACH, ReachStatus
 
 __all__ = [
     "MAX_PAGE",
-    "REACH_TRANSITIONS",
     "count_select",
     "create_segment",
     "delete_generated",
@@ -64,27 +65,14 @@ __all__ = [
     "segment_members_select",
     "segment_read",
     "segment_resolver",
-    "transition",
     "update_segment",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
-#: The reach status machine (seed 002). Every other pair is refused with a 409 naming both states.
-REACH_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
-    {("idle", "pending"), ("ok", "pending"), ("failed", "pending"), ("pending", "ok"), ("pending", "failed")}
-)
-REACH_STATES = ("idle", "pending", "ok", "failed")
 #: A `pending` evaluation older than this is presumed dead (its process crashed) and may be retaken.
 PENDING_LEASE = timedelta(minutes=10)
-
-
-def transition(segment: Segment, to: str) -> None:
-    """Move reach to `to`, or 409 when the machine does not allow it."""
-    if (segment.reach_status, to) not in REACH_TRANSITIONS:
-        raise Conflict(f"reach cannot go from '{segment.reach_status}' to '{to}'")
-    segment.reach_status = to
 
 
 def reach_of(segment: Segment) -> Reach:
@@ -93,7 +81,7 @@ def reach_of(segment: Segment) -> Reach:
         evaluated_count=segment.evaluated_count,
         evaluated_at=segment.evaluated_at,
         is_stale=segment.is_stale,
-        error=segment.last_error if segment.reach_status == "failed" else None,
+        error=segment.last_error if segment.reach_status == ReachStatus.FAILED else None,
     )
 
 
@@ -184,7 +172,7 @@ def save_generated(
             model_id=model_id,
             filter=filter,
             definition_version=1,
-            reach_status="idle",
+            reach_status=ReachStatus.IDLE,
             generated=True,
         )
         session.add(segment)
@@ -224,7 +212,7 @@ def create_segment(session: Session, body: SegmentCreate) -> Segment:
         model_id=model.id,
         filter=body.filter,
         definition_version=1,
-        reach_status="idle",
+        reach_status=ReachStatus.IDLE,
     )
     session.add(segment)
     session.flush()
@@ -360,12 +348,13 @@ def evaluate_segment(ctx: AppContext, workspace_id: str, segment_id: str) -> Seg
     with ctx.transaction(workspace_id=workspace_id) as session:
         now = session.now()
         segment = get_segment(session, segment_id)
-        if segment.reach_status == "pending":
+        if segment.reach_status == ReachStatus.PENDING:
             started = segment.evaluation_started_at
             if started is not None and now - started < PENDING_LEASE:
                 raise Conflict("segment is already being evaluated (reach is 'pending')")
-            segment.reach_status = "failed"  # the dead run ends as failed before the new one starts
-        transition(segment, "pending")
+            # The dead evaluation ends as failed before the new one starts.
+            REACH.move(segment, ReachStatus.FAILED, attr="reach_status")
+        REACH.move(segment, ReachStatus.PENDING, attr="reach_status")
         segment.evaluating_version = segment.definition_version
         segment.evaluation_started_at = now
         version = segment.definition_version
@@ -391,17 +380,17 @@ def _finish(
 ) -> Segment:
     with ctx.transaction(workspace_id=workspace_id) as session:
         segment = get_segment(session, segment_id)
-        if segment.reach_status != "pending" or segment.evaluating_version != version:
+        if segment.reach_status != ReachStatus.PENDING or segment.evaluating_version != version:
             return segment  # a newer evaluation took over (lease expiry); its result wins
         if error is None:
-            transition(segment, "ok")
+            REACH.move(segment, ReachStatus.OK, attr="reach_status")
             segment.evaluated_count = count
             segment.evaluated_at = session.now()
             segment.evaluated_version = version
             segment.last_error = None
         else:
             log.warning("segment %s evaluation failed: %s", segment_id, error)
-            transition(segment, "failed")
+            REACH.move(segment, ReachStatus.FAILED, attr="reach_status")
             segment.last_error = error[:2000]
         session.flush()
         return segment
