@@ -88,11 +88,17 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    # The adapter opens up to 16 connections at once; the default backlog (5) would refuse some of
+    # them on a loaded machine, and a refused connection is a retry the test did not ask for.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     rec = Receiver()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(rec))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), _handler(rec))
     rec.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()

@@ -58,4 +58,3 @@ def test_outbox_moves__every_pair(start: str, end: str) -> None:
         with pytest.raises(Conflict) as info:
             OUTBOX.transition(start, end)
         assert f"'{start}'" in info.value.message and f"'{end}'" in info.value.message
-
