@@ -42,17 +42,23 @@ class FakeSender:
         return out
 
 
-@pytest.fixture(autouse=True)
-def _isolated(ctx: AppContext, frozen_clock: FrozenClock) -> Iterator[None]:
-    ctx.services.pop("runtime.outbox.pauses", None)
-    yield
-    with ctx.transaction() as session:  # tests share a database: settle everything left over
+def _settle(ctx: AppContext) -> None:
+    """Tests share a database: messages another test (of any module) left owed are settled, so a
+    `dispatch_once` here sends this test's messages only."""
+    with ctx.transaction() as session:
         session.execute(
             sa.update(OutboxMessage)
             .where(OutboxMessage.status.not_in(OutboxStatus.TERMINAL))
             .values(status=OutboxStatus.FAILED, last_error="test cleanup")
         )
     ctx.services.pop("runtime.outbox.pauses", None)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(ctx: AppContext, frozen_clock: FrozenClock) -> Iterator[None]:
+    _settle(ctx)
+    yield
+    _settle(ctx)
 
 
 def _destination(ctx: AppContext, ws: str, url: str = "http://127.0.0.1:9/none") -> str:
