@@ -1,6 +1,7 @@
 """Queries the paywall use cases share: configuration CRUD (service), experiment results and
-attribution (service_experiments) and the decision snapshot (snapshot). Set-based: a list of ids
-is read in `IN (...)` chunks, never one query per row."""
+attribution (service_experiments) and the decision snapshot (snapshot), and the deletion of the
+decision path's records with their owner. Set-based: a list of ids is read in `IN (...)` chunks,
+never one query per row."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from overture.paywalls.models import Experiment, Variant
+from overture.paywalls.models import CapCounter, Conversion, Experiment, Exposure, Variant
 
 #: Ids per `IN (...)`: well under every driver's bound-parameter limit.
 IN_CHUNK = 500
@@ -39,3 +40,19 @@ def variants_of(session: Session, experiment_ids: Sequence[str]) -> dict[str, li
         ):
             found[variant.experiment_id].append(variant)
     return found
+
+
+def delete_audience_records(session: Session, audience_ids: Sequence[str]) -> None:
+    """The decision path's records have no foreign keys (see models); delete them with their owner."""
+    for chunk in chunks(audience_ids):
+        session.execute(sa.delete(CapCounter).where(CapCounter.audience_id.in_(chunk)))
+        experiment_ids = list(
+            session.scalars(sa.select(Experiment.id).where(Experiment.audience_id.in_(chunk)))
+        )
+        delete_experiment_records(session, experiment_ids)
+
+
+def delete_experiment_records(session: Session, experiment_ids: Sequence[str]) -> None:
+    for chunk in chunks(experiment_ids):
+        session.execute(sa.delete(Exposure).where(Exposure.experiment_id.in_(chunk)))
+        session.execute(sa.delete(Conversion).where(Conversion.experiment_id.in_(chunk)))

@@ -24,15 +24,18 @@ from overture.paywalls.models import (
     STANDARD_PLACEMENTS,
     Audience,
     Campaign,
-    CapCounter,
-    Conversion,
     Experiment,
     Exposure,
     Paywall,
     Placement,
     Variant,
 )
-from overture.paywalls.queries import chunks, experiments_of, variants_of
+from overture.paywalls.queries import (
+    delete_audience_records,
+    delete_experiment_records,
+    experiments_of,
+    variants_of,
+)
 from overture.paywalls.schemas import (
     MAX_AUDIENCES_PER_CAMPAIGN,
     AudienceCreate,
@@ -183,7 +186,7 @@ def update_campaign(session: Session, campaign_id: str, body: CampaignUpdate) ->
 def delete_campaign(session: Session, campaign_id: str) -> None:
     campaign = get_campaign(session, campaign_id)
     audience_ids = list(session.scalars(sa.select(Audience.id).where(Audience.campaign_id == campaign_id)))
-    _delete_audience_records(session, audience_ids)
+    delete_audience_records(session, audience_ids)
     # Placements, audiences, experiments and variants go with it (ON DELETE CASCADE).
     session.execute(sa.delete(Placement).where(Placement.campaign_id == campaign_id))
     session.execute(sa.delete(Audience).where(Audience.campaign_id == campaign_id))
@@ -426,7 +429,7 @@ def _replace_experiment(
     remove the experiment first)."""
     if body is None:
         if current is not None:
-            _delete_experiment_records(session, [current.id])
+            delete_experiment_records(session, [current.id])
             session.delete(current)
         return None
     _check_experiment_paywalls(session, body)
@@ -457,7 +460,7 @@ def _replace_experiment(
 
 def delete_audience(session: Session, campaign_id: str, audience_id: str) -> None:
     audience = get_audience(session, campaign_id, audience_id)
-    _delete_audience_records(session, [audience.id])
+    delete_audience_records(session, [audience.id])
     session.delete(audience)
     session.flush()
     for position, remaining in enumerate(_audiences_of(session, campaign_id)):
@@ -490,22 +493,6 @@ def reorder_audiences(session: Session, campaign_id: str, order: list[str]) -> l
     session.flush()
     changed(session)
     return [by_id[a] for a in order]
-
-
-def _delete_audience_records(session: Session, audience_ids: Sequence[str]) -> None:
-    """The decision path's records have no foreign keys (see models); delete them with their owner."""
-    for chunk in chunks(audience_ids):
-        session.execute(sa.delete(CapCounter).where(CapCounter.audience_id.in_(chunk)))
-        experiment_ids = list(
-            session.scalars(sa.select(Experiment.id).where(Experiment.audience_id.in_(chunk)))
-        )
-        _delete_experiment_records(session, experiment_ids)
-
-
-def _delete_experiment_records(session: Session, experiment_ids: Sequence[str]) -> None:
-    for chunk in chunks(experiment_ids):
-        session.execute(sa.delete(Exposure).where(Exposure.experiment_id.in_(chunk)))
-        session.execute(sa.delete(Conversion).where(Conversion.experiment_id.in_(chunk)))
 
 
 def audience_views(session: Session, audiences: Sequence[Audience]) -> list[AudienceRead]:
