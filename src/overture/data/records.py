@@ -19,6 +19,7 @@ from overture.data.models import EntityModel
 from overture.data.schemas import MAX_BATCH, RecordsResult
 from overture.data.service import COLUMN_NAME, COLUMN_TYPES, get_model, model_columns, relation_for
 from overture.data.source import Column, DataSource, TableRef, get_source, parse_table_name, timestamp_aware
+from overture.data.temp import temporary_table
 from overture.db.session import Session
 from overture.errors import Invalid, NotFound, TooLarge
 
@@ -70,20 +71,11 @@ def merge_rows(
     """Upsert JSON-able `rows` (each with every column of `columns`) into `target` by `primary_key`:
     stage, UPDATE ... FROM, INSERT the rest. Works without a unique index, on every engine we support.
     Returns (inserted, updated)."""
-    stage = TableRef(f"_ov_stage_{uuid.uuid4().hex[:12]}")
     names = [c.name for c in columns]
-    preparer = conn.dialect.identifier_preparer
-    quoted_cols = ", ".join(preparer.quote(n) for n in names)
-    target_sql = preparer.format_table(target.table())
-    stage_sql = preparer.quote(stage.name)
-    temp = "TEMPORARY " if not source.is_sqlite else "TEMP "
-    conn.exec_driver_sql(
-        f"CREATE {temp}TABLE {stage_sql} AS SELECT {quoted_cols} FROM {target_sql} WHERE 1 = 0"
-    )
-    try:
-        source.insert_rows(conn, stage, columns, rows)
-        t = target.table(names)
-        s = stage.table(names)
+    t = target.table(names)
+    # The stage takes the target's column types, so the rows are parsed as the target stores them.
+    with temporary_table(conn, "_ov_stage", like=sa.select(*t.c)) as s:
+        source.insert_rows(conn, TableRef(s.name), columns, rows)
         pk_t, pk_s = t.c[primary_key], s.c[primary_key]
         updated = conn.execute(
             sa.select(sa.func.count()).select_from(s).where(sa.exists().where(pk_t == pk_s))
@@ -93,8 +85,6 @@ def merge_rows(
             conn.execute(sa.update(t).values({n: s.c[n] for n in others}).where(pk_t == pk_s))
         new_rows = sa.select(*[s.c[n] for n in names]).where(~sa.exists().where(pk_t == pk_s))
         conn.execute(sa.insert(t).from_select(names, new_rows))
-    finally:
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {stage_sql}")
     return len(rows) - int(updated), int(updated)
 
 
