@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from overture.clock import FrozenClock
 from overture.data.source import get_source
 from overture.journeys import runner
-from overture.journeys.members import MemberStore, parse_events
+from overture.journeys.members import syncs
+from overture.journeys.members.tables import MemberStore, parse_events
 from overture.runtime import jobs, outbox
 from overture.runtime.models import OutboxMessage
 from tests.delivery.conftest import Receiver
@@ -95,16 +96,16 @@ def test_crash_between_outbox_and_advance__retry_resumes__nothing_lost_nothing_t
     monkeypatch.setattr(runner, "SYNC_BATCH", 40)
     hook = api.webhook(f"{receiver.url}/crash")
     jid = _sync_journey(api, 300, hook)  # 100 pro members
-    real_pass_sync = MemberStore.pass_sync
+    real_pass_sync = syncs.pass_sync
     advances: list[int] = []
 
-    def dying_pass_sync(self: MemberStore, *args: Any, **kwargs: Any) -> int:
+    def dying_pass_sync(*args: Any, **kwargs: Any) -> int:
         advances.append(1)
         if len(advances) == 2:
             raise RuntimeError("worker killed")
-        return real_pass_sync(self, *args, **kwargs)
+        return real_pass_sync(*args, **kwargs)
 
-    monkeypatch.setattr(MemberStore, "pass_sync", dying_pass_sync)
+    monkeypatch.setattr(syncs, "pass_sync", dying_pass_sync)
     run = api.trigger(jid)
     jobs.drain(api.ctx)
 
@@ -115,7 +116,7 @@ def test_crash_between_outbox_and_advance__retry_resumes__nothing_lost_nothing_t
     assert tiles["wait"] == 40 and tiles["send"] == 60
 
     # When the job's retry comes round (the worker is healthy again)
-    monkeypatch.setattr(MemberStore, "pass_sync", real_pass_sync)
+    monkeypatch.setattr(syncs, "pass_sync", real_pass_sync)
     frozen_clock.advance(seconds=30)
     jobs.drain(api.ctx)
 

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from overture.data.source import get_source
-from overture.journeys.members import MemberStore, bucket_of
+from overture.journeys.members.tables import MemberStore, bucket_of
 from tests.journeys.conftest import Api, create_customers_table, execute
 
 ENTRY = {"id": "in", "type": "entry"}

@@ -42,7 +42,9 @@ from overture.delivery.service import get_destination
 from overture.errors import Invalid, NotFound, OvertureError
 from overture.journeys import service, validation
 from overture.journeys.lifecycle import RUN, RUNNABLE, UNFINISHED_RUN, JourneyStatus, RunStatus
-from overture.journeys.members import Layout, MemberStore, Relation, Step, naive_utc
+from overture.journeys.members import passes, reads, syncs
+from overture.journeys.members.passes import Layout
+from overture.journeys.members.tables import MemberStore, Relation, Step, naive_utc
 from overture.journeys.models import Journey, JourneyRun
 from overture.runtime import outbox
 from overture.runtime.jobs import JobCancelled, JobInterrupted, LeaseLost
@@ -224,10 +226,11 @@ class _Execution:
         self.between_steps("pass")
         try:
             with self.source.begin() as conn:
-                self.store.exit_members(
-                    conn, self.step(), compiled.relation, list(self.plan.tiles), compiled.exit
+                passes.exit_members(
+                    self.store, conn, self.step(), compiled.relation, list(self.plan.tiles), compiled.exit
                 )
-                self.store.walk(
+                passes.walk(
+                    self.store,
                     conn,
                     self.step(),
                     compiled.relation,
@@ -242,7 +245,7 @@ class _Execution:
             while self.sync_all(compiled):
                 self.between_steps("pass")
                 with self.source.begin() as conn:
-                    self.store.walk(conn, self.step(), compiled.relation, compiled.layout)
+                    passes.walk(self.store, conn, self.step(), compiled.relation, compiled.layout)
         except OvertureError:
             if not self.failed:
                 self.failed = self._active_count()
@@ -321,7 +324,7 @@ class _Execution:
     def _active_count(self) -> int:
         try:
             with self.source.connect() as conn:
-                return self.store.active_count(conn) if self.store.exists(conn) else 0
+                return reads.active_count(self.store, conn) if self.store.exists(conn) else 0
         except Exception:  # counting is best effort on a source that just failed
             return 0
 
@@ -350,7 +353,9 @@ class _Execution:
             while True:
                 self.between_steps(f"sync:{tile_id}")
                 with self.source.connect() as conn:
-                    batch = self.store.sync_batch(conn, compiled.relation, tile_id, columns, size=SYNC_BATCH)
+                    batch = syncs.sync_batch(
+                        self.store, conn, compiled.relation, tile_id, columns, size=SYNC_BATCH
+                    )
                 if not batch:
                     return moved
                 items = [
@@ -370,7 +375,8 @@ class _Execution:
                     outbox.enqueue(session, items)
                 # Only now, with the messages committed, do the members move past the sync tile.
                 with self.source.begin() as conn:
-                    self.store.pass_sync(
+                    syncs.pass_sync(
+                        self.store,
                         conn,
                         self.step(),
                         compiled.relation,
@@ -391,7 +397,7 @@ class _Execution:
     def _waiting_on(self, tile_id: str) -> int:
         try:
             with self.source.connect() as conn:
-                return self.store.waiting_on(conn, tile_id)
+                return reads.waiting_on(self.store, conn, tile_id)
         except Exception:  # best effort
             return 0
 
@@ -422,7 +428,7 @@ def _final_counts(ctx: AppContext, run_id: str, failed: int) -> dict[str, int]:
     store = MemberStore(get_source(ctx), *ids)
     try:
         with store.source.connect() as conn:
-            steps = store.run_counts(conn, run_id) if store.exists(conn) else {}
+            steps = reads.run_counts(store, conn, run_id) if store.exists(conn) else {}
     except OvertureError:
         steps = {}
     return service.run_counts(steps, failed)
@@ -431,7 +437,7 @@ def _final_counts(ctx: AppContext, run_id: str, failed: int) -> dict[str, int]:
 def _finish(ctx: AppContext, run_id: str, execution: _Execution) -> str:
     counts = _final_counts(ctx, run_id, 0)
     with execution.source.connect() as conn:
-        still_active = execution.store.active_count(conn)
+        still_active = reads.active_count(execution.store, conn)
     with ctx.transaction(workspace_id=execution.plan.workspace_id) as session:
         run = session.get(JourneyRun, run_id)
         if run is None:

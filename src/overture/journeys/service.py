@@ -32,11 +32,13 @@ from overture.journeys.lifecycle import (
     UNFINISHED_RUN,
     Action,
     JourneyStatus,
+    MemberStatus,
     RunStatus,
     RunTrigger,
     target_of,
 )
-from overture.journeys.members import STEP_COUNTS, MemberStore, aware, parse_events
+from overture.journeys.members import reads
+from overture.journeys.members.tables import STEP_COUNTS, MemberStore, aware, parse_events
 from overture.journeys.models import Journey, JourneyRun
 from overture.journeys.schemas import (
     JourneyCreate,
@@ -441,10 +443,10 @@ def stats(session: Session, journey_id: str) -> StatsRead:
     store = member_store(session.ctx, journey)
     source = store.source
     with source.connect() as conn:
-        rows = store.stats(conn) if store.exists(conn) else []
+        rows = reads.stats(store, conn) if store.exists(conn) else []
     for tile_id, status, count in rows:
         counts = tiles.setdefault(tile_id, MemberCounts())
-        if status in ("active", "completed", "exited"):
+        if status in tuple(MemberStatus):
             setattr(counts, status, getattr(counts, status) + count)
             setattr(total, status, getattr(total, status) + count)
     return StatsRead(tiles=tiles, total=total)
@@ -458,12 +460,12 @@ def member_path(session: Session, journey_id: str, member_id: str) -> MemberRead
         if not store.exists(conn):
             raise NotFound("member not found in this journey")
         key: Any = member_id
-        if store.member_id_kind(conn) == "integer":
+        if reads.member_id_kind(store, conn) == "integer":
             try:
                 key = int(member_id)
             except ValueError:
                 raise NotFound("member not found in this journey")
-        memberships, rows = store.member(conn, key)
+        memberships, rows = reads.member(store, conn, key)
     if not memberships:
         raise NotFound("member not found in this journey")
     latest = memberships[-1]

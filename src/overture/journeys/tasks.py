@@ -8,7 +8,7 @@ from overture.data.source import get_source
 from overture.db.context import AppContext
 from overture.journeys import runner, service
 from overture.journeys.lifecycle import RUNNABLE, RunTrigger
-from overture.journeys.members import MemberStore
+from overture.journeys.members.tables import MemberStore
 from overture.journeys.models import Journey
 from overture.runtime.jobs import JobContext, job_handler
 
