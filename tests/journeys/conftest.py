@@ -134,6 +134,25 @@ def api(client: TestClient, ctx: AppContext, workspace: WorkspaceFixture) -> Ite
         )
 
 
+PRO = {"field": "plan", "operator": "is", "value": "pro"}
+
+
+def tile(tile_id: str, kind: str, **config: Any) -> dict[str, Any]:
+    """A tile as the API takes it; keyword arguments are its config."""
+    return {"id": tile_id, "type": kind, **({"config": config} if config else {})}
+
+
+def sync_tile(tile_id: str, destination_id: str, *fields: str | tuple[str, str]) -> dict[str, Any]:
+    """A sync tile mapping each field to itself, or (from, to)."""
+    pairs = [f if isinstance(f, tuple) else (f, f) for f in fields]
+    mapping = [{"from": source, "to": target} for source, target in pairs]
+    return tile(tile_id, "sync", destination_id=destination_id, field_mapping=mapping)
+
+
+def edge(source: str, target: str, branch: str | None = None) -> dict[str, str]:
+    return {"from": source, "to": target, **({"branch": branch} if branch is not None else {})}
+
+
 def chain(*tiles: dict[str, Any]) -> list[dict[str, str]]:
     """Edges joining tiles one after the other."""
     return [{"from": a["id"], "to": b["id"]} for a, b in itertools.pairwise(tiles)]

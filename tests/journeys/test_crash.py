@@ -22,7 +22,7 @@ from overture.journeys.members.tables import MemberStore, parse_events
 from overture.runtime import jobs, outbox
 from overture.runtime.models import OutboxMessage
 from tests.delivery.conftest import Receiver
-from tests.journeys.conftest import Api, create_customers_table
+from tests.journeys.conftest import PRO, Api, create_customers_table, edge, sync_tile, tile
 
 
 def _sync_journey(api: Api, rows: int, destination: str) -> str:
@@ -32,29 +32,18 @@ def _sync_journey(api: Api, rows: int, destination: str) -> str:
             "name": "crash",
             "parent_model_id": model_id,
             "tiles": [
-                {"id": "in", "type": "entry"},
-                {
-                    "id": "pro",
-                    "type": "filter",
-                    "config": {"criteria": {"field": "plan", "operator": "is", "value": "pro"}},
-                },
-                {
-                    "id": "send",
-                    "type": "sync",
-                    "config": {
-                        "destination_id": destination,
-                        "field_mapping": [{"from": "email", "to": "email"}],
-                    },
-                },
-                {"id": "wait", "type": "wait", "config": {"duration": 1, "unit": "days"}},
-                {"id": "out", "type": "exit"},
+                tile("in", "entry"),
+                tile("pro", "filter", criteria=PRO),
+                sync_tile("send", destination, "email"),
+                tile("wait", "wait", duration=1, unit="days"),
+                tile("out", "exit"),
             ],
             "edges": [
-                {"from": "in", "to": "pro"},
-                {"from": "pro", "to": "send", "branch": "match"},
-                {"from": "pro", "to": "out", "branch": "no_match"},
-                {"from": "send", "to": "wait"},
-                {"from": "wait", "to": "out"},
+                edge("in", "pro"),
+                edge("pro", "send", "match"),
+                edge("pro", "out", "no_match"),
+                edge("send", "wait"),
+                edge("wait", "out"),
             ],
         }
     )

@@ -13,7 +13,7 @@ from overture.data.loader import load_demo
 from overture.data.source import get_source
 from overture.runtime import outbox
 from tests.delivery.conftest import Receiver
-from tests.journeys.conftest import Api
+from tests.journeys.conftest import Api, edge, sync_tile, tile
 
 
 def _scalar(api: Api, sql: str, **params: Any) -> int:
@@ -42,35 +42,21 @@ def test_demo_customers__welcome_then_buyers_only__counts_match_the_data(
                 ]
             },
             "tiles": [
-                {"id": "in", "type": "entry"},
-                {
-                    "id": "welcome",
-                    "type": "sync",
-                    "config": {"destination_id": hook, "field_mapping": [{"from": "email", "to": "email"}]},
-                },
-                {"id": "3d", "type": "wait", "config": {"duration": 3, "unit": "days"}},
-                {"id": "buyer", "type": "filter", "config": {"criteria": bought}},
-                {
-                    "id": "thanks",
-                    "type": "sync",
-                    "config": {
-                        "destination_id": hook,
-                        "field_mapping": [
-                            {"from": "customer_id", "to": "id"},
-                            {"from": "plan", "to": "plan"},
-                        ],
-                    },
-                },
-                {"id": "done", "type": "exit"},
-                {"id": "skip", "type": "exit"},
+                tile("in", "entry"),
+                sync_tile("welcome", hook, "email"),
+                tile("3d", "wait", duration=3, unit="days"),
+                tile("buyer", "filter", criteria=bought),
+                sync_tile("thanks", hook, ("customer_id", "id"), "plan"),
+                tile("done", "exit"),
+                tile("skip", "exit"),
             ],
             "edges": [
-                {"from": "in", "to": "welcome"},
-                {"from": "welcome", "to": "3d"},
-                {"from": "3d", "to": "buyer"},
-                {"from": "buyer", "to": "thanks", "branch": "match"},
-                {"from": "buyer", "to": "skip", "branch": "no_match"},
-                {"from": "thanks", "to": "done"},
+                edge("in", "welcome"),
+                edge("welcome", "3d"),
+                edge("3d", "buyer"),
+                edge("buyer", "thanks", "match"),
+                edge("buyer", "skip", "no_match"),
+                edge("thanks", "done"),
             ],
         }
     )

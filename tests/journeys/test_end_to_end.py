@@ -12,7 +12,7 @@ from overture.data.source import get_source
 from overture.runtime import outbox
 from overture.runtime.models import OutboxMessage
 from tests.delivery.conftest import Receiver
-from tests.journeys.conftest import Api, create_customers_table
+from tests.journeys.conftest import PRO, Api, create_customers_table, edge, sync_tile, tile
 
 
 def _deliver_all(api: Api) -> None:
@@ -59,32 +59,18 @@ def test_seed_example__entry_sync_wait_3_days_filter_sync_exit__delivered_once_e
                     "config": {"duration": 3, "unit": "days"},
                     "position": {"x": 0, "y": 400},
                 },
-                {
-                    "id": "tile-4",
-                    "type": "filter",
-                    "config": {"criteria": {"field": "plan", "operator": "is", "value": "pro"}},
-                },
-                {
-                    "id": "tile-5",
-                    "type": "sync",
-                    "config": {
-                        "destination_id": hook,
-                        "field_mapping": [
-                            {"from": "customer_id", "to": "id"},
-                            {"from": "ltv", "to": "lifetime_value"},
-                        ],
-                    },
-                },
-                {"id": "tile-6", "type": "exit"},
-                {"id": "tile-7", "type": "exit"},
+                tile("tile-4", "filter", criteria=PRO),
+                sync_tile("tile-5", hook, ("customer_id", "id"), ("ltv", "lifetime_value")),
+                tile("tile-6", "exit"),
+                tile("tile-7", "exit"),
             ],
             "edges": [
-                {"from": "tile-1", "to": "tile-2"},
-                {"from": "tile-2", "to": "tile-3"},
-                {"from": "tile-3", "to": "tile-4"},
-                {"from": "tile-4", "to": "tile-5", "branch": "match"},
-                {"from": "tile-4", "to": "tile-7", "branch": "no_match"},
-                {"from": "tile-5", "to": "tile-6"},
+                edge("tile-1", "tile-2"),
+                edge("tile-2", "tile-3"),
+                edge("tile-3", "tile-4"),
+                edge("tile-4", "tile-5", "match"),
+                edge("tile-4", "tile-7", "no_match"),
+                edge("tile-5", "tile-6"),
             ],
         }
     )

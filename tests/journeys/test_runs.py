@@ -12,7 +12,7 @@ from overture.journeys import runner
 from overture.journeys.models import JourneyRun
 from overture.runtime import jobs, scheduler
 from overture.runtime.models import Job
-from tests.journeys.conftest import Api, create_customers_table
+from tests.journeys.conftest import PRO, Api, create_customers_table, edge, tile
 
 RUN_FIELDS = {
     "id",
@@ -34,20 +34,16 @@ def _journey(api: Api, rows: int = 20, **extra: Any) -> str:
         "name": "runs",
         "parent_model_id": model_id,
         "tiles": [
-            {"id": "in", "type": "entry"},
-            {
-                "id": "pro",
-                "type": "filter",
-                "config": {"criteria": {"field": "plan", "operator": "is", "value": "pro"}},
-            },
-            {"id": "wait", "type": "wait", "config": {"duration": 2, "unit": "hours"}},
-            {"id": "done", "type": "exit"},
+            tile("in", "entry"),
+            tile("pro", "filter", criteria=PRO),
+            tile("wait", "wait", duration=2, unit="hours"),
+            tile("done", "exit"),
         ],
         "edges": [
-            {"from": "in", "to": "pro"},
-            {"from": "pro", "to": "wait", "branch": "match"},
-            {"from": "pro", "to": "done", "branch": "no_match"},
-            {"from": "wait", "to": "done"},
+            edge("in", "pro"),
+            edge("pro", "wait", "match"),
+            edge("pro", "done", "no_match"),
+            edge("wait", "done"),
         ],
         **extra,
     }

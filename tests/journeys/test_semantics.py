@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from overture.data.source import get_source
 from overture.journeys.members.tables import MemberStore, bucket_of
-from tests.journeys.conftest import Api, create_customers_table, execute
+from tests.journeys.conftest import Api, create_customers_table, edge, execute
 
 ENTRY = {"id": "in", "type": "entry"}
 WAIT_DAY = {"id": "wait", "type": "wait", "config": {"duration": 1, "unit": "days"}}
@@ -96,12 +96,7 @@ def test_split__10000_members__proportions_within_tolerance_and_reproducible(api
         {"id": "s", "type": "exit"},
         {"id": "l", "type": "exit"},
     ]
-    edges = [
-        {"from": "in", "to": "ab"},
-        {"from": "ab", "to": "c", "branch": "control"},
-        {"from": "ab", "to": "s", "branch": "short"},
-        {"from": "ab", "to": "l", "branch": "long"},
-    ]
+    edges = [edge("in", "ab"), edge("ab", "c", "control"), edge("ab", "s", "short"), edge("ab", "l", "long")]
     jid = _active_journey(api, model_id, tiles, edges)
     api.run(jid)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.journeys.conftest import Api, create_customers_table
+from tests.journeys.conftest import PRO, Api, create_customers_table, edge, tile
 from tests.journeys.test_definition import seed_body
 
 
@@ -71,11 +71,7 @@ def test_validate__edge_to_unknown_tile__named(api: Api, model_id: str) -> None:
 def test_validate__branches__complete_and_unique(api: Api, model_id: str) -> None:
     tiles = [
         ENTRY,
-        {
-            "id": "f",
-            "type": "filter",
-            "config": {"criteria": {"field": "plan", "operator": "is", "value": "pro"}},
-        },
+        tile("f", "filter", criteria=PRO),
         {
             "id": "s",
             "type": "split",
@@ -85,11 +81,11 @@ def test_validate__branches__complete_and_unique(api: Api, model_id: str) -> Non
         {"id": "x2", "type": "exit"},
     ]
     edges = [
-        {"from": "tile-1", "to": "f"},
-        {"from": "f", "to": "s", "branch": "match"},
-        {"from": "f", "to": "x1", "branch": "match"},
-        {"from": "s", "to": "x1", "branch": "A"},
-        {"from": "s", "to": "x2", "branch": "C"},
+        edge("tile-1", "f"),
+        edge("f", "s", "match"),
+        edge("f", "x1", "match"),
+        edge("s", "x1", "A"),
+        edge("s", "x2", "C"),
     ]
     assert _validate(api, model_id, tiles=tiles, edges=edges)["errors"] == [
         "Tile 'f' has more than one edge for branch 'match'",
