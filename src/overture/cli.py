@@ -304,7 +304,7 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Load the synthetic `customers` model and its events (idempotent: a second run adds nothing)."""
-    from overture.data.loader import load_demo
+    from overture.data.demo import load_demo
     from overture.errors import OvertureError
 
     ctx = _context()
@@ -328,7 +328,7 @@ def demo(
 
 def _load_demo_data(ctx: AppContext, workspace_id: str) -> None:
     """First run: give the new workspace demo customers and events so every surface has data."""
-    from overture.data.loader import load_demo
+    from overture.data.demo import load_demo
 
     with _progress_bar(False) as bar:
         result = load_demo(ctx, workspace_id, progress=_progress_callback(bar))

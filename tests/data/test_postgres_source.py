@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 
 from overture.api.app import create_app
 from overture.config import Settings
-from overture.data.loader import import_file, load_demo
+from overture.data.demo import load_demo
+from overture.data.loader import import_file
 from overture.data.source import get_source
 from overture.db import migrate
 from overture.db.context import AppContext

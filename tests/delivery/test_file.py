@@ -271,3 +271,30 @@ def test_send_batch__s3_endpoint_forbidden_at_send__failed(
     outcomes = send_batch(ctx, dest, [Message("a", {"x": 1})])
     assert outcomes[0].status == "failed" and "egress refused" in (outcomes[0].error or "")
     assert [k for k in s3_server.object_keys() if k.startswith(prefix)] == []
+
+
+def test_write_file__cells_and_lines_follow_the_one_encoder(
+    ctx: AppContext, client: TestClient, workspace: WorkspaceFixture
+) -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from overture.core.encode import to_json, to_text
+
+    row = {
+        "amount": Decimal("1.50"),
+        "raw": b"\x01\xff",
+        "naive": datetime(2026, 1, 2, 3, 4, 5),
+        "paris": datetime(2026, 1, 2, 4, 4, 5, tzinfo=timezone(timedelta(hours=1))),
+        "nested": {"at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "n": Decimal("2")},
+        "none": None,
+    }
+    csv_dest = _file_dest(ctx, client, workspace, url=f"enc/{workspace.id}", format="csv")
+    (cells,) = csv.DictReader(io.StringIO(Path(write_file(ctx, csv_dest, [row], "e.csv")).read_text()))
+    assert cells == {k: to_text(v) for k, v in row.items()}
+    assert cells["amount"] == "1.5" and cells["raw"] == "01ff" and cells["paris"] == "2026-01-02T03:04:05Z"
+    assert cells["naive"] == "2026-01-02T03:04:05Z" and cells["none"] == ""
+    jsonl_dest = _file_dest(ctx, client, workspace, url=f"enc/{workspace.id}", format="jsonl")
+    line = json.loads(Path(write_file(ctx, jsonl_dest, [row], "e.jsonl")).read_text())
+    assert line == to_json(row)
+    assert line["nested"] == {"at": "2026-01-02T03:04:05Z", "n": 2}

@@ -205,3 +205,13 @@ def test_send__login_over_plain_connection_refused_by_server__retry(
     (outcome,) = send_batch(ctx, dest, [Message("k", {"email": "a@example.org"})])
     assert outcome.status == "retry" and "SMTP" in (outcome.error or "")
     assert smtp_server.messages == []
+
+
+def test_template__values_render_as_the_one_encoder_writes_them() -> None:
+    from overture.core.encode import to_text
+    from overture.delivery.templates import EmailTemplate
+
+    payload = {"ok": True, "n": 1.5, "none": None, "tags": ["a", "é"], "user": {"plan": {"tier": 2}}}
+    text = EmailTemplate("$ok|$n|$none|$tags|${user.plan}|${user.missing}").render(payload)
+    assert text == "|".join([to_text(True), to_text(1.5), "", to_text(["a", "é"]), to_text({"tier": 2}), ""])
+    assert text == 'true|1.5||["a","é"]|{"tier":2}|'

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from overture.data.loader import load_demo
+from overture.data.demo import load_demo
 from overture.data.source import get_source
 from overture.runtime import outbox
 from tests.delivery.conftest import Receiver

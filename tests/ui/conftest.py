@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from fastapi.testclient import TestClient
 
-from overture.data.loader import load_demo
+from overture.data.demo import load_demo
 from overture.db.context import AppContext
 from overture.ui.demo import seed_demo
 from tests.conftest import WorkspaceFixture, create_workspace

@@ -20,7 +20,7 @@ import pytest
 
 from overture.auth import service as auth_service
 from overture.config import Settings
-from overture.data.loader import load_demo
+from overture.data.demo import load_demo
 from overture.db import migrate
 from overture.db.context import AppContext
 from overture.ui.demo import seed_demo

@@ -7,12 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from overture.auth.scopes import SCOPES
-
-
-class Strict(BaseModel):
-    """Request bodies refuse unknown fields."""
-
-    model_config = ConfigDict(extra="forbid")
+from overture.schemas import Strict
 
 
 class KeyCreate(Strict):

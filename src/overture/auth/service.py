@@ -16,9 +16,10 @@ from overture.auth.models import ApiKey, Workspace
 from overture.auth.scopes import ADMIN, PUBLIC_SCOPES, grants, unknown_scopes
 from overture.clock import Clock, SystemClock
 from overture.db.engine import transaction
+from overture.db.lookup import get_or_404
 from overture.db.notify import bus
 from overture.db.session import Session
-from overture.errors import Forbidden, Invalid, NotFound, Unauthorized
+from overture.errors import Forbidden, Invalid, Unauthorized
 
 KEY_TOPIC = "api_keys"
 PREFIX_LEN = 11  # "sk_" + 8 characters of the secret
@@ -56,10 +57,7 @@ def create_workspace(session: Session, name: str, timezone: str = "UTC") -> Work
 
 
 def get_workspace(session: Session, workspace_id: str) -> Workspace:
-    ws = session.get(Workspace, workspace_id)
-    if ws is None:
-        raise NotFound("workspace not found")
-    return ws
+    return get_or_404(session, Workspace, workspace_id, what="workspace")
 
 
 def create_key(
@@ -107,9 +105,7 @@ def caller_for_key(session: Session, key_id: str) -> Caller:
 
 
 def revoke_key(session: Session, key_id: str) -> None:
-    key = session.get(ApiKey, key_id)
-    if key is None or key.revoked_at is not None:
-        raise NotFound("API key not found")
+    key = get_or_404(session, ApiKey, key_id, what="API key", revoked_at=None)
     key.revoked_at = session.now()
     bus.publish_on_commit(session, KEY_TOPIC, key.workspace_id)
 

@@ -10,11 +10,11 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
+from overture.core.encode import to_json
 from overture.data.models import EntityModel
 from overture.data.schemas import MAX_BATCH, RecordsResult
 from overture.data.service import COLUMN_NAME, COLUMN_TYPES, get_model, model_columns, relation_for
@@ -23,7 +23,7 @@ from overture.data.temp import temporary_table
 from overture.db.session import Session
 from overture.errors import Invalid, NotFound, TooLarge
 
-__all__ = ["get_record", "jsonable", "merge_rows", "upsert_records"]
+__all__ = ["get_record", "merge_rows", "upsert_records"]
 
 _WRITABLE = frozenset({"string", "integer", "number", "boolean", "timestamp", "date", "json"})
 
@@ -111,23 +111,7 @@ def get_record(session: Session, model_id: str, key: str) -> dict[str, Any]:
         row = conn.execute(sa.select(relation).where(pk == value).limit(1)).mappings().first()
     if row is None:
         raise NotFound("record not found")
-    return {k: jsonable(v) for k, v in row.items()}
-
-
-def jsonable(value: Any) -> Any:
-    """A source value as JSON: instants in UTC with Z, dates ISO, decimals as numbers."""
-    if isinstance(value, datetime):
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    return value
+    return {k: to_json(v) for k, v in row.items()}
 
 
 # -- validation --------------------------------------------------------------------------------------

@@ -6,16 +6,14 @@ import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
+
+from overture.schemas import Strict
 
 #: A request carries at most this many records or events (bigger batches: `overture import`).
 MAX_BATCH = 10_000
 
 ColumnType = Literal["string", "integer", "number", "boolean", "timestamp", "date", "json"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ColumnSpec(Strict):

@@ -27,7 +27,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -270,11 +271,11 @@ class EgressGuard:
         for _hop in range(max_redirects + 1):
             self.check_url(current)
             request = client.build_request(method, current, content=content, headers=hdrs, timeout=timeout)
-            response = client.send(request, stream=True)
+            streamed = client.send(request, stream=True)
             try:
-                _read_bounded(response)
+                response = _read_bounded(streamed)
             finally:
-                response.close()
+                streamed.close()
             location = response.headers.get("location")
             if not response.is_redirect or location is None:
                 return response
@@ -308,9 +309,13 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _read_bounded(response: httpx.Response) -> None:
-    """Read at most MAX_RESPONSE_BYTES into `response.content`; a longer body is cut (the connection
-    is then dropped rather than drained)."""
+#: Headers that describe the body as sent, not the decoded body a bounded response holds.
+_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def _read_bounded(response: httpx.Response) -> httpx.Response:
+    """The response with at most MAX_RESPONSE_BYTES of its decoded body read; a longer body is cut
+    (the connection is then dropped rather than drained). Built with httpx's public constructor."""
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():  # decoded, still incremental: a zip bomb stops at the cap
@@ -318,7 +323,14 @@ def _read_bounded(response: httpx.Response) -> None:
         size += len(chunk)
         if size >= MAX_RESPONSE_BYTES:
             break
-    response._content = b"".join(chunks)[:MAX_RESPONSE_BYTES]
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=b"".join(chunks)[:MAX_RESPONSE_BYTES],
+        request=response.request,
+        extensions=response.extensions,
+    )
 
 
 def _getaddrinfo(host: str, port: int) -> tuple[IPAddress, ...]:
@@ -356,19 +368,63 @@ class _GuardedBackend(httpcore.SyncBackend):
         raise last
 
 
-class _GuardedTransport(httpx.HTTPTransport):
+@contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    """httpcore's transport errors raised as the httpx ones of the same name (what callers catch)."""
+    try:
+        yield
+    except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError) as exc:
+        for cls in type(exc).__mro__:
+            mapped = getattr(httpx, cls.__name__, None)
+            if isinstance(mapped, type) and issubclass(mapped, httpx.TransportError):
+                raise mapped(str(exc)) from exc
+        raise
+
+
+class _Body(httpx.SyncByteStream):
+    def __init__(self, response: httpcore.Response) -> None:
+        self._response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _as_httpx_errors():
+            yield from self._response.iter_stream()
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class _GuardedTransport(httpx.BaseTransport):
+    """An httpx transport (the documented custom-transport interface) over an httpcore connection
+    pool whose network backend connects only to addresses the guard approved: public interfaces of
+    both libraries, since httpx 0.28 takes no network backend of its own."""
+
     def __init__(self, guard: EgressGuard) -> None:
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=30.0)
-        super().__init__(trust_env=False, limits=limits)
-        # httpx offers no public hook for the network backend; swap its pool for one that uses ours
-        # (same settings as httpx builds).
-        self._pool = httpcore.ConnectionPool(
+        self._core = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
+            max_connections=100,
+            max_keepalive_connections=50,
+            keepalive_expiry=30.0,
             network_backend=_GuardedBackend(guard),
         )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _as_httpx_errors():
+            response = self._core.handle_request(core_request)
+        return httpx.Response(
+            response.status, headers=response.headers, stream=_Body(response), extensions=response.extensions
+        )
+
+    def close(self) -> None:
+        self._core.close()
 
 
 def guard_for(ctx: AppContext) -> EgressGuard:
@@ -381,9 +437,3 @@ def guard_for(ctx: AppContext) -> EgressGuard:
 
     guard: EgressGuard = ctx.service("delivery.egress", build)
     return guard
-
-
-def refusal_for(guard: EgressGuard, urls: Sequence[str]) -> None:
-    """Check several URLs (convenience for configs with more than one endpoint)."""
-    for url in urls:
-        guard.check_url(url)

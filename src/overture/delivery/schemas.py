@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from overture.delivery.templates import EmailTemplate
+from overture.schemas import Strict
 
 DestinationType = Literal["webhook", "smtp", "file", "log"]
 DESTINATION_TYPES: tuple[str, ...] = ("webhook", "smtp", "file", "log")
@@ -33,10 +34,6 @@ RESERVED_HEADERS = frozenset(
 )
 _FIELD_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # -- per-type configs ---------------------------------------------------------------------------

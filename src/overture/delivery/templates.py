@@ -11,7 +11,7 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
+from overture.core.encode import to_text
 
 __all__ = ["EmailTemplate", "lookup"]
 
@@ -28,18 +28,6 @@ def lookup(payload: Mapping[str, Any], path: str) -> Any:
     return current
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    return str(value)
-
-
 class _PayloadView(Mapping[str, str]):
     """What `Template.substitute` reads: dotted names resolved against the payload."""
 
@@ -47,7 +35,7 @@ class _PayloadView(Mapping[str, str]):
         self._payload = payload
 
     def __getitem__(self, key: str) -> str:
-        return _text(lookup(self._payload, key))
+        return to_text(lookup(self._payload, key))
 
     def __iter__(self) -> Any:
         return iter(self._payload)

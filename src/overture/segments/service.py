@@ -27,10 +27,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from overture.core import encode
 from overture.core.filters import FilterError, Node, Resolver, expand, parse, segments_of, to_json
 from overture.data import service as data
 from overture.data.models import EntityModel
-from overture.data.records import jsonable
 from overture.data.source import get_source
 from overture.db.context import AppContext
 from overture.db.lookup import get_or_404
@@ -328,7 +328,7 @@ def members_page(session: Session, segment_id: str, *, limit: int, cursor: str |
         query = query.where(pk > _decode_cursor(cursor))
     query = query.order_by(pk).limit(limit + 1)
     with get_source(session.ctx).connect() as conn:
-        keys = [jsonable(row[0]) for row in conn.execute(query)]
+        keys = [encode.to_json(row[0]) for row in conn.execute(query)]
     more = len(keys) > limit
     keys = keys[:limit]
     return MembersPage(

@@ -19,13 +19,12 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from overture.core.encode import isoformat_z
+from overture.core.encode import to_json, to_text
 from overture.delivery.adapters.base import Adapter, Target, parse_config
 from overture.delivery.egress import EgressError, EgressRefused, guard_for
 from overture.delivery.messages import Message, Outcome
@@ -36,7 +35,9 @@ if TYPE_CHECKING:
     from overture.db.context import AppContext
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,199}$")
-_JSON_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+# A JSON line is `core.encode.to_json` of the row: orjson writes the types it encodes the same way
+# natively, and hands the others (instants, Decimals, bytes, sets...) to to_json.
+_JSON_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def files_root(ctx: AppContext) -> Path:
@@ -85,26 +86,12 @@ def endpoint_urls(storage_options: Mapping[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return isoformat_z(value)
-    if isinstance(value, dict | list | tuple):
-        return orjson.dumps(value, option=_JSON_OPTS, default=str).decode()
-    return str(value)
-
-
 def _write_rows(
     fh: IO[bytes], rows: Iterable[Mapping[str, Any]], fmt: str, columns: Sequence[str] | None
 ) -> None:
     if fmt == "jsonl":
         for row in rows:
-            fh.write(orjson.dumps(row, option=_JSON_OPTS, default=str))
+            fh.write(orjson.dumps(row, option=_JSON_OPTS, default=to_json))
             fh.write(b"\n")
         return
     text = io.TextIOWrapper(fh, encoding="utf-8", newline="", write_through=False)
@@ -123,7 +110,7 @@ def _write_rows(
             extra = row.keys() - known
             if extra:
                 raise Invalid(f"row has columns not in the header: {sorted(extra)[:5]}", field="columns")
-            writer.writerow([_cell(row.get(c)) for c in header])
+            writer.writerow([to_text(row.get(c)) for c in header])
         text.flush()
     finally:
         text.detach()
