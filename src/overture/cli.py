@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
@@ -275,18 +276,12 @@ def import_(
 ) -> None:
     """Load CSV or Parquet into an entity model: types inferred, empty cells null, upsert by key."""
     from overture.data.loader import import_file
-    from overture.errors import OvertureError
 
-    ctx = _context()
-    try:
-        ws = _single_workspace_id(ctx, workspace)
-        with _progress_bar(as_json) as bar:
-            result = import_file(ctx, ws, file, model, primary_key, fmt=fmt, progress=_progress_callback(bar))
-    except OvertureError as exc:
-        err.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(2)
-    finally:
-        ctx.close()
+    result = _bulk_load(
+        workspace,
+        as_json,
+        lambda ctx, ws, progress: import_file(ctx, ws, file, model, primary_key, fmt=fmt, progress=progress),
+    )
     if as_json:
         typer.echo(json.dumps(result.as_dict()))
     else:
@@ -305,18 +300,10 @@ def demo(
 ) -> None:
     """Load the synthetic `customers` model and its events (idempotent: a second run adds nothing)."""
     from overture.data.demo import load_demo
-    from overture.errors import OvertureError
 
-    ctx = _context()
-    try:
-        ws = _single_workspace_id(ctx, workspace)
-        with _progress_bar(as_json) as bar:
-            result = load_demo(ctx, ws, rows, progress=_progress_callback(bar))
-    except OvertureError as exc:
-        err.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(2)
-    finally:
-        ctx.close()
+    result = _bulk_load(
+        workspace, as_json, lambda ctx, ws, progress: load_demo(ctx, ws, rows, progress=progress)
+    )
     if as_json:
         typer.echo(json.dumps(result.as_dict()))
     else:
@@ -324,6 +311,23 @@ def demo(
             f"model customers ({result.table}): {result.customers_added} customers and "
             f"{result.events_added} events added, {result.customers_total} customers in all"
         )
+
+
+def _bulk_load(workspace: str | None, as_json: bool, load: Callable[[AppContext, str, Any], Any]) -> Any:
+    """Run one bulk load into the (only, or named) workspace behind a progress bar; a refused load
+    prints its reason and exits 2."""
+    from overture.errors import OvertureError
+
+    ctx = _context()
+    try:
+        ws = _single_workspace_id(ctx, workspace)
+        with _progress_bar(as_json) as bar:
+            return load(ctx, ws, _progress_callback(bar))
+    except OvertureError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2)
+    finally:
+        ctx.close()
 
 
 def _load_demo_data(ctx: AppContext, workspace_id: str) -> None:
