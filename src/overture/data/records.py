@@ -7,7 +7,6 @@ two set-based statements per distinct set of fields, in one transaction of the s
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
