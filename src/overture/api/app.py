@@ -23,7 +23,7 @@ from overture.db.context import AppContext
 from overture.db.notify import bus
 from overture.delivery.router import router as destinations_router
 from overture.errors import OvertureError
-from overture.experiences.router import router as experiences_router
+from overture.experiences import router as experiences
 from overture.journeys.router import router as journeys_router
 from overture.paywalls import router as paywalls
 from overture.runtime.worker import Runtime
@@ -73,7 +73,7 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
     app.include_router(destinations_router)
     app.include_router(journeys_router)
     app.include_router(batch_router)
-    app.include_router(experiences_router)
+    experiences.mount(app)  # puts GET /api/experience/candidate first in the route list
     paywalls.mount(app)  # under /v1/... and /api/v1/...; puts register first in the route list
     ui.mount(app)  # the dashboard at /ui/ (and / redirects there)
     return app

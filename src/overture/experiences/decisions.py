@@ -34,8 +34,8 @@ from overture.core.filters.walk import walk
 from overture.data import service as data
 from overture.data.models import EntityModel
 from overture.data.source import get_source
+from overture.db.cache import WorkspaceCache
 from overture.db.context import AppContext
-from overture.db.notify import bus
 from overture.db.session import Session
 from overture.experiences import events as experience_events
 from overture.experiences import priorities
@@ -461,34 +461,11 @@ def _candidate(
 
 
 # -- the per-process cache -------------------------------------------------------------------------------
-class CandidateTables:
+class CandidateTables(WorkspaceCache[DecisionTable]):
     """One compiled table per workspace, dropped on every change (see the module docstring)."""
 
     def __init__(self, ctx: AppContext) -> None:
-        self._ctx = ctx
-        self._tables: dict[str, DecisionTable] = {}
-        self._generations: dict[str, int] = defaultdict(int)
-        self._lock = threading.Lock()
-        self.now: Callable[[], datetime] = lambda: ctx.clock.now()
-        bus.subscribe(TOPIC, self.invalidate)
-
-    def get(self, workspace_id: str) -> DecisionTable | None:
-        return self._tables.get(workspace_id)
-
-    def load(self, workspace_id: str) -> DecisionTable:
-        generation = self._generations[workspace_id]
-        with self._ctx.transaction(write=False, workspace_id=workspace_id) as session:
-            table = build_table(session, self.now)
-        with self._lock:
-            # A change that committed while we read makes this table stale: use it once, keep none.
-            if generation == self._generations[workspace_id]:
-                self._tables[workspace_id] = table
-        return table
-
-    def invalidate(self, workspace_id: str) -> None:
-        with self._lock:
-            self._generations[workspace_id] += 1
-            self._tables.pop(workspace_id, None)
+        super().__init__(ctx, TOPIC, lambda session: build_table(session, self.now))
 
 
 def tables(ctx: AppContext) -> CandidateTables:

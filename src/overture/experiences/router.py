@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.routing import Route
 
-from overture.auth.deps import CurrentCaller, DbSession, get_ctx, require
+from overture.auth.deps import CurrentCaller, DbSession, authenticate, get_ctx, require
 from overture.auth.service import Caller
 from overture.db.context import AppContext
 from overture.errors import Forbidden
@@ -22,7 +24,9 @@ from overture.experiences.schemas import (
     AuthCreateBody,
     AuthRead,
     CampaignPriorityBody,
+    CandidatesRead,
     DecideBody,
+    DecisionRead,
     EventsBody,
     ExperienceCreateBody,
     ExperienceRead,
@@ -279,12 +283,14 @@ def record_events(body: EventsBody, caller: EventsCaller, db: DbSession) -> dict
     return events.record(db, body.events)
 
 
-@router.get("/candidate")
-async def candidates(
-    caller: Read, ctx: Ctx, vehicle: str | None = None, channel: str | None = None
-) -> Response:
-    """Published experiences in their date window for this vehicle (provider id or slug) and channel,
-    ranked by campaign, stage and experience weight, with 6-hour metrics; `generatedAt` says when."""
+async def _candidates(request: Request) -> Response:
+    """GET /candidate as a plain route (see `mount`): the same auth functions as every route, run on
+    the event loop (keys are cached), the list from memory, no thread hop once warm."""
+    ctx = get_ctx(request)
+    caller = authenticate(request, ctx)
+    caller.require("campaigns:read")
+    vehicle = request.query_params.get("vehicle")
+    channel = request.query_params.get("channel")
     cache = decision_tables.tables(ctx)
     table = cache.get(caller.workspace_id)
     if table is None:
@@ -296,10 +302,20 @@ async def candidates(
     return Response(view.body, media_type="application/json")
 
 
-@router.post("/decide")
-def decide(body: DecideBody, caller: DecideCaller, ctx: Ctx) -> dict[str, Any]:
+@router.get("/candidate", responses={200: {"model": CandidatesRead}})
+async def candidates(
+    request: Request, caller: Read, vehicle: str | None = None, channel: str | None = None
+) -> Response:
+    """Published experiences in their date window for this vehicle (provider id or slug) and channel,
+    ranked by campaign, stage and experience weight, with 6-hour metrics; `generatedAt` says when."""
+    return await _candidates(request)
+
+
+@router.post("/decide", responses={200: {"model": DecisionRead}})
+def decide(body: DecideBody, caller: DecideCaller, ctx: Ctx) -> Response:
     """Rank the candidates for one user and say why each other one lost (see docs/experiences.md)."""
-    return decision_tables.decide_for(ctx, caller.workspace_id, body)
+    answer = decision_tables.decide_for(ctx, caller.workspace_id, body)
+    return Response(orjson.dumps(answer), media_type="application/json")
 
 
 # -- experiences (the `/{id}` routes come last: they would shadow the paths above) -----------------------
@@ -347,3 +363,12 @@ def delete_experience(experience_id: str, caller: Write, db: DbSession) -> Respo
     """Soft delete, with its generated segments."""
     service.delete_experience(db, experience_id)
     return Response(status_code=204)
+
+
+def mount(app: FastAPI) -> None:
+    """Mount the router, with GET /candidate also as a plain Starlette route at the front of the
+    route list: FastAPI's parameter resolution and the scan of every route before it would cost
+    more than serving the list. The FastAPI route behind it (same path, never reached) is what
+    /openapi.json documents."""
+    app.include_router(router)
+    app.router.routes.insert(0, Route(f"{router.prefix}/candidate", _candidates, methods=["GET"]))

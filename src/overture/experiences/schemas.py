@@ -17,8 +17,10 @@ __all__ = [
     "AuthCreateBody",
     "AuthRead",
     "CampaignPriorityBody",
+    "CandidatesRead",
     "DatesIn",
     "DecideBody",
+    "DecisionRead",
     "EventIn",
     "EventsBody",
     "ExperienceCreate",
@@ -339,3 +341,24 @@ class ImportBody(Camel):
         max_length=1000,
         description="Which campaigns to import (default: every importable one).",
     )
+
+
+class Excluded(Camel):
+    experience_id: str
+    reason: Literal["outside_dates", "not_in_target", "converted_in_sibling_stage", "lower_priority"]
+
+
+class CandidatesRead(Camel):
+    generated_at: datetime = Field(description="When this list was computed (metrics at most 60 s older).")
+    candidates: list[dict[str, Any]] = Field(
+        description="experienceId, name, ancestorIds, priority {campaign, stage, experience}, metrics "
+        "{windowHours, impressions, conversions, conversionRate}, the vehicle attributes (detail with "
+        "detailOverride merged over it, also under `vehicle`), segments, dates; ranked."
+    )
+
+
+class DecisionRead(Camel):
+    user_id: str
+    generated_at: datetime
+    decisions: list[dict[str, Any]] = Field(description="The winners, as candidates, in priority order.")
+    excluded: list[Excluded] = Field(description="Every other candidate, with the first reason that applies.")

@@ -6,11 +6,7 @@ LISTEN/NOTIFY); the next register in that workspace compiles a fresh table from 
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
-from collections.abc import Callable
-from datetime import datetime
-
+from overture.db.cache import WorkspaceCache
 from overture.db.context import AppContext
 from overture.db.notify import bus
 from overture.db.session import Session
@@ -26,35 +22,11 @@ def changed(session: Session) -> None:
     bus.publish_on_commit(session, TOPIC, session.workspace_id)
 
 
-class DecisionTables:
+class DecisionTables(WorkspaceCache[DecisionTable]):
+    """Compiled from one read of the configuration (`load_snapshot`)."""
+
     def __init__(self, ctx: AppContext) -> None:
-        self._ctx = ctx
-        self._tables: dict[str, DecisionTable] = {}
-        self._generations: dict[str, int] = defaultdict(int)
-        self._lock = threading.Lock()
-        # One callable for the life of the process, read at decision time (tests swap ctx.clock).
-        self.now: Callable[[], datetime] = lambda: ctx.clock.now()
-        bus.subscribe(TOPIC, self.invalidate)
-
-    def get(self, workspace_id: str) -> DecisionTable | None:
-        return self._tables.get(workspace_id)
-
-    def load(self, workspace_id: str) -> DecisionTable:
-        """Compile the workspace's table from one read (blocking: call it off the event loop)."""
-        generation = self._generations[workspace_id]
-        with self._ctx.transaction(write=False, workspace_id=workspace_id) as session:
-            snapshot = load_snapshot(session)
-        table = DecisionTable(snapshot, self.now)
-        with self._lock:
-            # A change that committed while we read makes this table stale: use it once, keep none.
-            if generation == self._generations[workspace_id]:
-                self._tables[workspace_id] = table
-        return table
-
-    def invalidate(self, workspace_id: str) -> None:
-        with self._lock:
-            self._generations[workspace_id] += 1
-            self._tables.pop(workspace_id, None)
+        super().__init__(ctx, TOPIC, lambda session: DecisionTable(load_snapshot(session), self.now))
 
 
 def decision_tables(ctx: AppContext) -> DecisionTables:
