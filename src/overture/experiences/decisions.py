@@ -29,10 +29,9 @@ import orjson
 import sqlalchemy as sa
 
 from overture.core.encode import isoformat_z, to_json
-from overture.core.filters import EVENTS_KEY, EventCondition, Predicate, parse, to_predicate
+from overture.core.filters import EVENTS_KEY, EventCondition, Predicate, column_kind, parse, to_predicate
 from overture.core.filters.walk import walk
 from overture.data import service as data
-from overture.data.models import EntityModel
 from overture.data.source import get_source
 from overture.db.cache import WorkspaceCache
 from overture.db.context import AppContext
@@ -132,7 +131,6 @@ class DecisionTable:
         candidates: list[_Candidate],
         campaigns: dict[str, _Campaign],
         stage_of: dict[str, tuple[str, str]],
-        readers: dict[str, _ModelReader],
         event_names: frozenset[str],
         built_at: datetime,
     ) -> None:
@@ -141,7 +139,9 @@ class DecisionTable:
         self.campaigns = campaigns
         #: experience id -> (campaign id, stage id), for every live experience in a live stage
         self.stage_of = stage_of
-        self.readers = readers
+        #: How to read a profile of each model the campaigns target (built at the first decision: the
+        #: candidates list never touches the data source's catalog).
+        self.readers: dict[str, _ModelReader] = {}
         #: generic event names the campaigns' audiences count (read with the user's events)
         self.event_names = event_names
         self.built_at = built_at
@@ -269,10 +269,15 @@ class DecisionTable:
     def load_user(
         self, ctx: AppContext, user_id: str, context: Mapping[str, Any] | None
     ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+        models = {c.model_id for c in self.campaigns.values()}
+        if not models <= set(self.readers):
+            with ctx.transaction(write=False, workspace_id=self.workspace_id) as session:
+                for model_id in models - set(self.readers):
+                    self.readers[model_id] = _reader(session, model_id)
         source = get_source(ctx)
         ev = source.events_table()
         names = sa.or_(
-            ev.c.event.startswith(CONVERSION_PREFIX, autoescape=True),
+            ev.c.event.like(f"{CONVERSION_PREFIX}%"),
             *([ev.c.event.in_(sorted(self.event_names))] if self.event_names else []),
         )
         records: dict[str, dict[str, Any]] = {}
@@ -304,6 +309,25 @@ class DecisionTable:
                 record[EVENTS_KEY] = events
                 records[model_id] = record
         return records, events
+
+
+def _reader(session: Session, model_id: str) -> _ModelReader:
+    model = data.get_model(session, model_id)
+    relation, sql_model = data.relation_for(session, model)
+    kinds = {name: _kind(column) for name, column in sql_model.columns.items()}
+    return _ModelReader(
+        relation=relation,
+        key=relation.c[model.primary_key],
+        key_kind=kinds.get(model.primary_key, "string"),
+        json_columns=tuple(name for name, kind in kinds.items() if kind == "json"),
+    )
+
+
+def _kind(column: sa.ColumnElement[Any]) -> str:
+    kind = column_kind(column.type)
+    if kind == "number" and isinstance(column.type, sa.Integer):
+        return "integer"
+    return kind or "other"
 
 
 def _json(value: Any) -> Any:
@@ -356,9 +380,7 @@ def build_table(session: Session, now: Callable[[], datetime]) -> DecisionTable:
         )
     }
     campaigns: dict[str, _Campaign] = {}
-    readers: dict[str, _ModelReader] = {}
     event_names: set[str] = set()
-    models: dict[str, EntityModel] = {}
     for _, _, campaign in published:
         if campaign.id in campaigns or campaign.segment_id not in audiences:
             continue
@@ -372,17 +394,6 @@ def build_table(session: Session, now: Callable[[], datetime]) -> DecisionTable:
             if isinstance(n, EventCondition)
         }
         campaigns[campaign.id] = _Campaign(campaign.id, audience.model_id, predicate)
-        if audience.model_id not in readers:
-            model = models.setdefault(audience.model_id, data.get_model(session, audience.model_id))
-            relation, _ = data.relation_for(session, model)
-            columns = data.model_columns(session, model)
-            kinds = {c.name: c.kind for c in columns}
-            readers[audience.model_id] = _ModelReader(
-                relation=relation,
-                key=relation.c[model.primary_key],
-                key_kind=kinds.get(model.primary_key, "string"),
-                json_columns=tuple(name for name, kind in kinds.items() if kind == "json"),
-            )
     ranked = []
     for e, stage, campaign in published:
         if campaign.id not in campaigns:
@@ -412,7 +423,6 @@ def build_table(session: Session, now: Callable[[], datetime]) -> DecisionTable:
         [c for _, c in ranked],
         campaigns,
         stage_of,
-        readers,
         frozenset(event_names),
         session.now(),
     )
