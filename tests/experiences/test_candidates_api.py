@@ -190,3 +190,14 @@ def test_events__unknown_experience_and_bad_type__422(
         json={"events": [{"type": "click", "experienceId": "x", "userId": "u"}]},
     )
     assert r.status_code == 422 and r.json()["field"] == "events[0].type"
+
+
+def test_candidates__auth_and_scopes(client: TestClient, workspace: WorkspaceFixture) -> None:
+    assert client.get(f"{API}/candidate").status_code == 401
+    assert client.get(f"{API}/candidate", headers=workspace.public_headers).status_code == 403
+    assert client.get(f"{API}/candidate", headers=workspace.headers).json()["candidates"] == []
+    r = client.post(f"{API}/decide", headers=workspace.public_headers, json={"userId": "u", "record": False})
+    assert r.status_code == 200 and r.json()["decisions"] == []
+    assert (
+        client.post(f"{API}/events", headers=workspace.public_headers, json={"events": []}).status_code == 200
+    )
