@@ -1,7 +1,8 @@
 """Experience hierarchy use cases: campaigns and stages (groups) and experiences — create (nested, in
 one transaction), read, list, update (move, detach, publish), soft delete.
 
-Lifecycle side effects (generated segments, prioritization, export jobs) live in `publishing.py`."""
+Lifecycle side effects (generated segments, prioritization, export jobs) live in `publishing.py`.
+Slightly over ~550 lines on purpose: groups and experiences share the move/detach helpers here."""
 
 from __future__ import annotations
 
