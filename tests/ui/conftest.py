@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from overture.data.demo import load_demo
 from overture.db.context import AppContext
 from overture.ui.demo import seed_demo
+from tests.batch.conftest import api, world  # noqa: F401  (batch fixtures for the batch pages' test)
 from tests.conftest import WorkspaceFixture, create_workspace
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -351,7 +351,7 @@ def test_experiment_chart_and_try_register(
             data={"placement": "onboarding", "user_id": "someone", "user": '{"plan": "pro"}', "device": ""},
             headers=hx,
         )
-        assert r.status_code == 200 and "<b>paywall</b>" in r.text and "pw_original" in r.text
+        assert r.status_code == 200 and "<b>paywall</b>" in r.text and "pw_demo_original" in r.text
         r = client.post("/ui/paywalls/try", data={"placement": "", "user_id": "u"}, headers=hx)
         assert r.status_code == 422 and "placement" in r.text
 

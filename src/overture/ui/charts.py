@@ -200,3 +200,30 @@ def experiment_chart(variants: Sequence[Any], labels: Mapping[str, str], width: 
         )
     ticks = [(sx(scale_max * i / 4), f"{100 * scale_max * i / 4:.1f}%") for i in range(5)]
     return Chart(bars, width, int(top + len(bars) * row + 28), left, width - right, ticks)
+
+
+@dataclass
+class HBar:
+    label: str
+    count: int
+    y: float
+    width: float
+
+
+@dataclass
+class BarChart:
+    bars: list[HBar]
+    width: int
+    height: int
+    left: int
+
+
+def bar_chart(items: Sequence[tuple[str, int]], width: int = 520) -> BarChart:
+    """Horizontal bars of counts on one scale (a run's recommendations by offer or by channel)."""
+    left, right, row, top = 160, 70, 24, 6
+    peak = max((count for _, count in items), default=0) or 1
+    bars = [
+        HBar(label, count, top + i * row, (width - left - right) * count / peak)
+        for i, (label, count) in enumerate(items)
+    ]
+    return BarChart(bars, width, top + len(bars) * row + 6, left)

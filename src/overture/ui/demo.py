@@ -81,6 +81,7 @@ JOURNEY_EDGES = [
     {"from": "nurture", "to": "done"},
 ]
 SIMULATED_USERS = 3000
+PAYWALLS = (("pw_demo_original", "Original"), ("pw_demo_discount", "20% off first year"))
 
 
 def seed_demo(ctx: AppContext, workspace_id: str, simulated_users: int = SIMULATED_USERS) -> None:
@@ -112,7 +113,7 @@ def seed_demo(ctx: AppContext, workspace_id: str, simulated_users: int = SIMULAT
         )
         journeys.change_status(session, journey.id, Action.ACTIVATE)
         journeys.trigger_run(session, journey.id, RunTrigger.MANUAL)
-        for paywall_id, name in (("pw_original", "Original"), ("pw_discount", "20% off first year")):
+        for paywall_id, name in PAYWALLS:
             paywalls.create_paywall(session, PaywallCreate(id=paywall_id, name=name, config={"title": name}))
         campaign = paywalls.create_campaign(session, CampaignCreate(name="Upgrade prompts"))
         paywalls.create_placement(session, campaign.id, PlacementCreate(name="onboarding"))
@@ -128,15 +129,15 @@ def seed_demo(ctx: AppContext, workspace_id: str, simulated_users: int = SIMULAT
                     ],
                     "experiment": {
                         "variants": [
-                            {"paywall_id": "pw_original", "traffic_percentage": 50},
-                            {"paywall_id": "pw_discount", "traffic_percentage": 50},
+                            {"paywall_id": "pw_demo_original", "traffic_percentage": 50},
+                            {"paywall_id": "pw_demo_discount", "traffic_percentage": 50},
                         ]
                     },
                 }
             ),
         )
         paywalls.create_audience(
-            session, campaign.id, AudienceCreate(name="Everyone else", filters=[], paywall_id="pw_original")
+            session, campaign.id, AudienceCreate(name="Everyone else", filters=[], paywall_id=PAYWALLS[0][0])
         )
     for segment_id in segment_ids:
         segments.evaluate_segment(ctx, workspace_id, segment_id)

@@ -38,6 +38,7 @@ PAGE_MODULES = [
     "overture.ui.pages_segments",
     "overture.ui.pages_journeys",
     "overture.ui.pages_paywalls",
+    "overture.ui.pages_batch",
     "overture.ui.pages_destinations",
 ]
 #: Content Security Policy: scripts and styles only from /ui/static (no inline script, no eval), so
