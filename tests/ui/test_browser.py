@@ -168,6 +168,8 @@ def test_sign_in_every_main_page_and_sign_out(page: object, server: Server) -> N
         ("Segments", "segments"),
         ("Journeys", "journeys"),
         ("Paywalls", "paywalls"),
+        ("Experiences", "experiences"),
+        ("Batch", "batch"),
         ("Destinations", "destinations"),
         ("Deliveries", "deliveries"),
     ):

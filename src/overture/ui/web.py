@@ -38,6 +38,7 @@ PAGE_MODULES = [
     "overture.ui.pages_segments",
     "overture.ui.pages_journeys",
     "overture.ui.pages_paywalls",
+    "overture.ui.pages_experiences",
     "overture.ui.pages_batch",
     "overture.ui.pages_destinations",
 ]
