@@ -47,9 +47,9 @@ def journey_tiles(destination_id: str) -> list[dict[str, object]]:
         {
             "id": "valuable",
             "type": "filter",
-            "name": "Spent over 20?",
+            "name": "Spent anything?",
             "position": {"x": 220, "y": 130},
-            "config": {"criteria": {"field": "ltv", "operator": "gt", "value": 20}},
+            "config": {"criteria": {"field": "ltv", "operator": "gt", "value": 0}},
         },
         {
             "id": "upsell",
@@ -103,7 +103,8 @@ def seed_demo(ctx: AppContext, workspace_id: str, simulated_users: int = SIMULAT
             JourneyCreate.model_validate(
                 {
                     "name": "Welcome series",
-                    "description": "Free users who spent a little get an upsell; the rest wait and leave.",
+                    "description": "Free users who spent anything get an upsell (synced to the log); "
+                    "the rest wait and leave.",
                     "parent_model_id": model.id,
                     "entry_criteria": {"field": "plan", "operator": "is", "value": "free"},
                     "tiles": journey_tiles(destination.id),

@@ -8,7 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from overture.batch import service_campaigns as batch_campaigns
 from overture.delivery import service as destinations
+from overture.experiences import service as experiences
 from overture.journeys import service as journeys
 from overture.paywalls import service as paywalls
 from overture.runtime import deliveries
@@ -40,6 +42,10 @@ def overview(request: Request, ctx: Ctx, user: User) -> HTMLResponse:
             view["journey_names"] = names
         if user.can("campaigns:read"):
             view["campaigns"] = paywalls.list_campaigns(session)
+            view["experience_campaigns"] = experiences.list_groups(
+                session, deleted=False, skip_child_groups=True, skip_child_experiences=True
+            )
+            view["batch_campaigns"] = batch_campaigns.list_campaigns(session)
         if user.can("destinations:read"):
             dests = destinations.list_destinations(session)
             view["destinations"] = dests
