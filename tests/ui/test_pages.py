@@ -390,6 +390,10 @@ def test_deliveries__messages_by_state_with_errors_and_duplicates(
             f"/ui/destinations/{dest_id}/test", headers={"X-CSRF-Token": token, "HX-Request": "1"}
         )
         assert r.status_code == 200 and ("retry" in r.text or "failed" in r.text)
+    with ctx.transaction(workspace_id=ws.id) as session:  # settle what this test left owed
+        session.execute(
+            sa.update(OutboxMessage).where(OutboxMessage.status == "pending").values(status="failed")
+        )
 
 
 def test_every_dashboard_route__hostile_input__never_500(

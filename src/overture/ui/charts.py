@@ -227,3 +227,59 @@ def bar_chart(items: Sequence[tuple[str, int]], width: int = 520) -> BarChart:
         for i, (label, count) in enumerate(items)
     ]
     return BarChart(bars, width, top + len(bars) * row + 6, left)
+
+
+@dataclass
+class Line:
+    label: str
+    points: str  # SVG polyline points
+    last: float
+
+
+@dataclass
+class LineChart:
+    lines: list[Line]
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    threshold_y: float | None
+    x_labels: list[tuple[float, str]]
+
+
+def history_chart(
+    history: Sequence[Any], labels: Mapping[str, str], threshold: float | None, width: int = 560
+) -> LineChart:
+    """The chance to beat control (0-100%) of each variant over time, with the promotion threshold."""
+    left, right, top, bottom = 44, width - 16, 12, 150
+    height = bottom + 26
+    n = len(history)
+
+    def sx(i: int) -> float:
+        return left + (right - left) * (i / (n - 1) if n > 1 else 1.0)
+
+    def sy(p: float) -> float:
+        return bottom - (bottom - top) * p
+
+    variant_ids = list(history[-1].chance_to_beat_control) if history else []
+    lines = [
+        Line(
+            labels.get(vid, vid),
+            " ".join(
+                f"{sx(i):.1f},{sy(h.chance_to_beat_control.get(vid, 0.5)):.1f}" for i, h in enumerate(history)
+            ),
+            history[-1].chance_to_beat_control.get(vid, 0.5),
+        )
+        for vid in variant_ids
+    ]
+    x_labels = []
+    if history:
+        x_labels = [
+            (sx(0), history[0].at.strftime("%m-%d %H:%M")),
+            (sx(n - 1), history[-1].at.strftime("%m-%d %H:%M")),
+        ]
+    return LineChart(
+        lines, width, height, left, right, top, bottom, None if threshold is None else sy(threshold), x_labels
+    )

@@ -6,6 +6,8 @@ and the real decision path (decide, record exposures, attribute conversions)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from overture.data.service import get_model_by_name
 from overture.db.context import AppContext
 from overture.delivery import service as destinations
@@ -145,39 +147,57 @@ def seed_demo(ctx: AppContext, workspace_id: str, simulated_users: int = SIMULAT
     simulate_traffic(ctx, workspace_id, "onboarding", simulated_users)
 
 
-def simulate_traffic(ctx: AppContext, workspace_id: str, placement: str, users: int) -> None:
-    """Register `users` free iOS users on the placement through the real decision table and recorder,
-    then convert a share of them (the discount converts better) through conversion attribution."""
+class _SteppedClock:
+    """A clock the simulation moves by hand, so the simulated traffic spreads over past days."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def simulate_traffic(ctx: AppContext, workspace_id: str, placement: str, users: int, days: int = 6) -> None:
+    """Register `users` free iOS users on the placement over the last `days` days, through the real
+    decision table and recorder, then convert a share of them an hour after their exposure (the
+    discount converts better) through conversion attribution."""
     tables = decision_tables(ctx)
     recorder = decision_recorder(ctx)
     table = tables.get(workspace_id) or tables.load(workspace_id)
+    real_clock = ctx.clock
+    end = real_clock.now()
+    start = end - timedelta(days=days)
+    clock = _SteppedClock(start)
     pending = []
-    seen: dict[str, str | None] = {}
-    for i in range(users):
-        user_id = f"demo-user-{i:05d}"
-        decision = table.decide(placement, user_id, user={"plan": "free"}, device={"platform": "ios"})
-        future = recorder.submit(workspace_id, decision)
-        if future is not None:
-            pending.append(future)
-        seen[user_id] = decision.exposure.variant_id if decision.exposure is not None else None
-    for future in pending:
-        future.result(timeout=60)
-    now = ctx.clock.now()
-    with ctx.transaction(workspace_id=workspace_id) as session:
-        variants = {v: i for i, v in enumerate(sorted({v for v in seen.values() if v}))}
-        events = []
-        for n, (user_id, variant_id) in enumerate(seen.items()):
-            if variant_id is None:
-                continue
-            # A deterministic ~6% / ~9% conversion split so the chart has something to show.
-            rate = 6 if variants.get(variant_id) == 0 else 9
-            if (n * 37) % 100 < rate:
-                events.append(
-                    EventIn(
-                        user_id=user_id,
-                        event=experiments.CONVERSION_EVENT,
-                        timestamp=now,
-                        properties={"revenue": 39.99},
-                    )
+    seen: dict[str, tuple[str, datetime]] = {}
+    ctx.clock = clock
+    try:
+        for i in range(users):
+            clock.at = start + (end - start) * i / max(users, 1)
+            user_id = f"demo-user-{i:05d}"
+            decision = table.decide(placement, user_id, user={"plan": "free"}, device={"platform": "ios"})
+            future = recorder.submit(workspace_id, decision)
+            if future is not None:
+                pending.append(future)
+            if decision.exposure is not None:
+                seen[user_id] = (decision.exposure.variant_id, clock.at)
+        for future in pending:
+            future.result(timeout=60)
+    finally:
+        ctx.clock = real_clock
+    variants = sorted({variant for variant, _ in seen.values()})
+    events = []
+    for n, (user_id, (variant_id, exposed_at)) in enumerate(seen.items()):
+        # A deterministic ~6% / ~9% conversion split so the chart has something to show.
+        rate = 6 if variants.index(variant_id) == 0 else 9
+        if (n * 37) % 100 < rate:
+            events.append(
+                EventIn(
+                    user_id=user_id,
+                    event=experiments.CONVERSION_EVENT,
+                    timestamp=min(exposed_at + timedelta(hours=1), end),
+                    properties={"revenue": 39.99},
                 )
+            )
+    with ctx.transaction(workspace_id=workspace_id) as session:
         experiments.attribute_conversions(session, events)

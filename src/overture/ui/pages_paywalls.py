@@ -15,7 +15,7 @@ from overture.paywalls import service as paywalls
 from overture.paywalls import service_experiments as experiments
 from overture.paywalls.schemas import RegisterIn
 from overture.paywalls.tables import decision_tables
-from overture.ui.charts import experiment_chart
+from overture.ui.charts import experiment_chart, history_chart
 from overture.ui.web import Ctx, Poster, User, form_values, json_field, parse_body, render, unit
 
 router = APIRouter()
@@ -40,6 +40,7 @@ def _audiences_view(session: Session, user: Any, campaign_id: str) -> dict[str, 
     names = {p.id: p.name for p in paywalls.list_paywalls(session)}
     charts: dict[str, Any] = {}
     results: dict[str, Any] = {}
+    histories: dict[str, Any] = {}
     if user.can("analytics:read"):
         for audience in audiences:
             if audience.experiment is None:
@@ -48,12 +49,15 @@ def _audiences_view(session: Session, user: Any, campaign_id: str) -> dict[str, 
             labels = {v.variant_id: names.get(v.paywall_id, v.paywall_id) for v in result.variants}
             results[audience.id] = result
             charts[audience.id] = experiment_chart(result.variants, labels)
+            history = experiments.experiment_history(session, campaign_id, audience.id)
+            histories[audience.id] = history_chart(history, labels, result.confidence_threshold)
     return {
         "campaign_id": campaign_id,
         "audiences": audiences,
         "paywall_names": names,
         "charts": charts,
         "results": results,
+        "histories": histories,
     }
 
 
