@@ -16,6 +16,8 @@ from overture import __version__
 from overture.api.tasks import import_all as import_all_tasks
 from overture.auth.router import router as auth_router
 from overture.batch.router import router as batch_router
+from overture.broadcasts.public_router import router as broadcasts_public_router
+from overture.broadcasts.router import router as broadcasts_router
 from overture.config import Settings
 from overture.data.router import router as data_router
 from overture.db import migrate
@@ -75,6 +77,8 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
     app.include_router(batch_router)
     experiences.mount(app)  # puts GET /api/experience/candidate first in the route list
     paywalls.mount(app)  # under /v1/... and /api/v1/...; puts register first in the route list
+    app.include_router(broadcasts_router)
+    app.include_router(broadcasts_public_router)  # seed 002: its own envelopes and error codes
     ui.mount(app)  # the dashboard at /ui/ (and / redirects there)
     return app
 

@@ -12,6 +12,7 @@ TASK_MODULES: list[str] = [
     "overture.journeys.tasks",
     "overture.batch.tasks",
     "overture.experiences.tasks",
+    "overture.broadcasts.tasks",
 ]
 
 

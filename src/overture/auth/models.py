@@ -16,7 +16,8 @@ class Workspace(Timestamped, Base):
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
-    timezone: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="UTC")
+    #: The workspace's default IANA timezone; None when none is configured (schedules then use UTC).
+    timezone: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, default=None)
     settings: Mapped[dict[str, Any]] = mapped_column(nullable=False, default=dict)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from overture.auth import service
 from overture.auth.deps import DbSession, check_workspace_path, require
-from overture.auth.schemas import KeyCreate, KeyCreated, KeyRead, WorkspaceRead
+from overture.auth.schemas import KeyCreate, KeyCreated, KeyRead, WorkspaceRead, WorkspaceUpdate
 from overture.auth.service import Caller
 
 router = APIRouter(
@@ -20,6 +20,11 @@ Admin = Annotated[Caller, Depends(require("admin"))]
 @router.get("", response_model=WorkspaceRead)
 def get_workspace(id: str, caller: Admin, db: DbSession) -> object:
     return service.get_workspace(db, caller.workspace_id)
+
+
+@router.patch("", response_model=WorkspaceRead)
+def update_workspace(id: str, body: WorkspaceUpdate, caller: Admin, db: DbSession) -> object:
+    return service.update_workspace(db, caller.workspace_id, body)
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreated)

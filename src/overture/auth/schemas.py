@@ -37,5 +37,14 @@ class WorkspaceRead(BaseModel):
 
     id: str
     name: str
-    timezone: str
+    timezone: str | None = Field(
+        description="Default IANA timezone of schedules; null: none configured (UTC)."
+    )
     created_at: datetime
+
+
+class WorkspaceUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    timezone: str | None = Field(
+        default=None, max_length=64, description="IANA timezone such as Europe/Paris; null clears it."
+    )

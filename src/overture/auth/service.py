@@ -13,8 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from overture.auth.models import ApiKey, Workspace
+from overture.auth.schemas import WorkspaceUpdate
 from overture.auth.scopes import ADMIN, PUBLIC_SCOPES, grants, unknown_scopes
 from overture.clock import Clock, SystemClock
+from overture.core.schedules import ScheduleError, parse_zone
 from overture.db.engine import transaction
 from overture.db.lookup import get_or_404
 from overture.db.notify import bus
@@ -49,7 +51,7 @@ def hash_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_workspace(session: Session, name: str, timezone: str = "UTC") -> Workspace:
+def create_workspace(session: Session, name: str, timezone: str | None = None) -> Workspace:
     ws = Workspace(name=name, timezone=timezone, settings={})
     session.add(ws)
     session.flush()
@@ -58,6 +60,22 @@ def create_workspace(session: Session, name: str, timezone: str = "UTC") -> Work
 
 def get_workspace(session: Session, workspace_id: str) -> Workspace:
     return get_or_404(session, Workspace, workspace_id, what="workspace")
+
+
+def update_workspace(session: Session, workspace_id: str, body: WorkspaceUpdate) -> Workspace:
+    """Change the name and/or the default timezone (null clears it: schedules then fall back to UTC)."""
+    ws = get_workspace(session, workspace_id)
+    if body.name is not None:
+        ws.name = body.name
+    if "timezone" in body.model_fields_set:
+        if body.timezone is not None:
+            try:
+                parse_zone(body.timezone)
+            except ScheduleError as exc:
+                raise Invalid(f"timezone: {exc.message}", field="timezone")
+        ws.timezone = body.timezone
+    session.flush()
+    return ws
 
 
 def create_key(

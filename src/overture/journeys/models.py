@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from overture.campaigns import register_campaign_type
 from overture.db.base import Base, JSONType, UTCDateTime, WorkspaceScoped, new_id
 
 
@@ -75,3 +76,6 @@ class JourneyRun(WorkspaceScoped, Base):
     error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     #: Progress marker for a resumed attempt and for readers: the phase or tile being processed.
     step: Mapped[str | None] = mapped_column(sa.String(120), nullable=True)
+
+
+register_campaign_type(Journey, "journey")  # the campaign registry (overture.campaigns)

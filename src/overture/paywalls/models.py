@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from overture.campaigns import register_campaign_type
 from overture.db.base import Base, JSONType, Timestamped, WorkspaceScoped, new_id
 
 #: The seed's built-in lifecycle placements; a `standard` placement must be one of these.
@@ -167,3 +168,6 @@ class Conversion(WorkspaceScoped, Base):
     user_id: Mapped[str] = mapped_column(sa.String(255), nullable=False)
     revenue: Mapped[float] = mapped_column(sa.Float, nullable=False, default=0.0)
     occurred_at: Mapped[datetime] = mapped_column(nullable=False)
+
+
+register_campaign_type(Campaign, "paywall_campaign")  # the campaign registry (overture.campaigns)

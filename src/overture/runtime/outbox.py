@@ -45,7 +45,7 @@ from overture.runtime.states import OUTBOX, OutboxStatus
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OutboxItem", "dispatch_once", "enqueue", "idempotency_key", "outbox_wakeup"]
+__all__ = ["OutboxItem", "dispatch_once", "enqueue", "idempotency_key", "outbox_wakeup", "withdraw"]
 
 #: Rows per INSERT statement when enqueueing (multi-row VALUES; both dialects).
 ENQUEUE_CHUNK = 2000
@@ -80,6 +80,8 @@ class OutboxItem:
     payload: dict[str, Any] = field(hash=False)
     source_kind: str
     source_id: str | None = None
+    #: Not sent before this instant (a send in each recipient's local time, a throttled send).
+    not_before: datetime | None = None
 
 
 def idempotency_key(*parts: object) -> str:
@@ -151,7 +153,9 @@ def enqueue(session: Session, items: Iterable[OutboxItem]) -> int:
                     item.source_kind,
                     item.source_id,
                     _OWED,
-                    asap,
+                    asap
+                    if item.not_before is None
+                    else dialects.driver_datetime(connection, item.not_before),
                     created,
                 )
             )
@@ -165,6 +169,22 @@ def enqueue(session: Session, items: Iterable[OutboxItem]) -> int:
     if inserted:
         session.info["overture_outbox_enqueued"] = True
     return inserted
+
+
+def withdraw(session: Session, source_kind: str, source_id: str) -> list[str]:
+    """Delete the messages of one source that no dispatcher has claimed yet (`pending`) and return
+    their idempotency keys: a cancelled send takes back what it still owes. Messages being sent, or
+    whose send may have happened (`sending`, `unknown`), are left to reach an outcome."""
+    rows = session.execute(
+        sa.delete(OutboxMessage)
+        .where(
+            OutboxMessage.source_kind == source_kind,
+            OutboxMessage.source_id == source_id,
+            OutboxMessage.status == _OWED,
+        )
+        .returning(OutboxMessage.idempotency_key)
+    )
+    return [str(r[0]) for r in rows]
 
 
 def _insert_chunk(cursor: Any, sql: str, rows: list[tuple[Any, ...]]) -> int:

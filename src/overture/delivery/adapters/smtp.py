@@ -156,13 +156,24 @@ def build_email(ctx: AppContext, cfg: SmtpConfig, message: Message) -> tuple[Ema
     email = EmailMessage()
     email["From"] = cfg.from_
     email["To"] = raw.strip()
-    email["Subject"] = _one_line(EmailTemplate(cfg.subject).render(message.payload))
+    # A payload may carry its message already rendered (a broadcast's Liquid template): `content`
+    # with `subject`, `text` and optionally `html`. Otherwise the destination's templates apply.
+    content = message.payload.get("content")
+    rendered = isinstance(content, dict) and isinstance(content.get("subject"), str)
+    content = content if isinstance(content, dict) else {}
+    subject = str(content["subject"]) if rendered else EmailTemplate(cfg.subject).render(message.payload)
+    email["Subject"] = _one_line(subject)
     email["Date"] = format_datetime(ctx.clock.now())
     email["Message-ID"] = message_id(message.idempotency_key, cfg.from_)
     email[IDEMPOTENCY_HEADER] = _one_line(message.idempotency_key)
     if message.possible_duplicate:
         email[POSSIBLE_DUPLICATE_HEADER] = "true"
-    email.set_content(EmailTemplate(cfg.body).render(message.payload))
+    if rendered:
+        email.set_content(str(content.get("text") or ""))
+        if isinstance(content.get("html"), str):
+            email.add_alternative(content["html"], subtype="html")
+    else:
+        email.set_content(EmailTemplate(cfg.body).render(message.payload))
     return email, address
 
 
