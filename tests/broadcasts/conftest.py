@@ -146,7 +146,9 @@ class Api:
                 session.scalar(
                     sa.select(sa.func.count())
                     .select_from(Job)
-                    .where(Job.workspace_id == self.ws.id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+                    .where(
+                        Job.workspace_id == self.ws.id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])
+                    )
                 )
                 or 0
             )

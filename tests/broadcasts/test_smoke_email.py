@@ -14,7 +14,9 @@ def test_email_broadcast__send_now__counts_add_up_and_mail_arrives(api: Api, smt
     source_sql(api.ctx, f"UPDATE {table} SET email = 'broken' WHERE customer_id = 'c000003'")
     model = api.model(table)
     everyone = api.segment(model)
-    excluded = api.segment(model, {"field": "customer_id", "operator": "in", "value": [f"c00002{i}" for i in range(5)]})
+    excluded = api.segment(
+        model, {"field": "customer_id", "operator": "in", "value": [f"c00002{i}" for i in range(5)]}
+    )
     template = api.template()
     b = api.broadcast(
         templateId=template,
