@@ -169,12 +169,16 @@ def profiles(
     if keys is not None:
         query = query.where(sa.cast(pk, sa.String).in_(sorted(keys)))
     names = [c.name for c in wanted]
+    with_key = model.primary_key in columns
     out: dict[str, dict[str, Any]] = {}
     with get_source(ctx).connect() as conn:
         result = conn.execution_options(stream_results=True).execute(query)
         while rows := result.fetchmany(FETCH_CHUNK):
             for row in rows:
-                out[str(row[0])] = {n: to_json(v) for n, v in zip(names, row[1:], strict=True)}
+                fields = {n: to_json(v) for n, v in zip(names, row[1:], strict=True)}
+                if with_key:
+                    fields[model.primary_key] = to_json(row[0])
+                out[str(row[0])] = fields
     return out
 
 
