@@ -38,7 +38,7 @@ def test_email_broadcast__send_now__counts_add_up_and_mail_arrives(api: Api, smt
         assert {k: v for k, v in derived_counts(session, execution["id"]).items()} == {
             k: counts[k] for k in derived_counts(session, execution["id"])
         }
-    _, rcpts, message = smtp_server.messages[0]
+    _, _, message = smtp_server.messages[0]
     html = message.get_body(("html",)).get_content()
     assert 'style="color: #333;"' in html and "<style>" not in html
     text = message.get_body(("plain",)).get_content()
