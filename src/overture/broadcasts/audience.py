@@ -92,10 +92,10 @@ def members_select(ctx: AppContext, session: Session, broadcast: Broadcast) -> s
     if not included:
         raise Invalid("audience.included: bind at least one segment", field="audience.included")
     model = _model(session, broadcast)
-    inc = [segment_members_select(ctx, s, model=model) for s in included]
+    inc = [segment_members_select(session, s, model=model) for s in included]
     query: Any = inc[0] if len(inc) == 1 else sa.union(*inc)  # a model's keys are unique; UNION dedups
     if excluded:
-        query = sa.except_(query, *[segment_members_select(ctx, s, model=model) for s in excluded])
+        query = sa.except_(query, *[segment_members_select(session, s, model=model) for s in excluded])
     return query  # type: ignore[no-any-return]
 
 
@@ -136,7 +136,7 @@ def evaluate_reach(ctx: AppContext, workspace_id: str, broadcast_id: str) -> Non
 
 
 def profile_columns(ctx: AppContext, session: Session, broadcast: Broadcast) -> list[str]:
-    return [c.name for c in data.model_columns(ctx, _model(session, broadcast))]
+    return [c.name for c in data.model_columns(session, _model(session, broadcast))]
 
 
 def primary_key(session: Session, broadcast: Broadcast) -> str:
@@ -162,7 +162,7 @@ def profiles(
     """Profile fields of the audience's members now, by key (JSON values). With `keys`, only those
     members (a sample); without, every current member (joined onto the frozen manifest by the caller)."""
     model = _model(session, broadcast)
-    relation, _ = data.relation_for(ctx, model)
+    relation, _ = data.relation_for(session, model)
     pk = relation.c[model.primary_key]
     wanted = [relation.c[c] for c in columns if c != model.primary_key]
     query = sa.select(pk, *wanted).where(pk.in_(members_select(ctx, session, broadcast)))
@@ -185,7 +185,7 @@ def profiles(
 def count_missing(ctx: AppContext, session: Session, broadcast: Broadcast, column: str) -> int:
     """Members whose address column is null or blank (they will be dropped at composition)."""
     model = _model(session, broadcast)
-    relation, _ = data.relation_for(ctx, model)
+    relation, _ = data.relation_for(session, model)
     pk, value = relation.c[model.primary_key], relation.c[column]
     query = (
         sa.select(sa.func.count())

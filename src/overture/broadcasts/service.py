@@ -40,7 +40,6 @@ from overture.broadcasts.states import (
 )
 from overture.core.encode import isoformat_z
 from overture.core.schedules import ScheduleError, parse_hhmm, parse_zone, resolve_local
-from overture.data import service as data
 from overture.data.records import get_record
 from overture.db.context import AppContext
 from overture.db.lookup import get_or_404
@@ -220,7 +219,7 @@ def _sample_profile(session: Session, template: Template, customer_id: str) -> d
             field="sampleCustomerId",
         )
     try:
-        return get_record(session.ctx, data.get_model(session, model_id), customer_id)
+        return get_record(session, model_id, customer_id)
     except NotFound:
         raise Invalid(f"sampleCustomerId: no customer '{customer_id}'", field="sampleCustomerId")
 
