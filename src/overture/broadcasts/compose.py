@@ -3,9 +3,9 @@ may leave (their local time, the throttle)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from email.utils import parseaddr
 from typing import Any
 
 from overture.broadcasts.render import Compiled, RenderError, compile_template
@@ -40,17 +40,14 @@ def _place(payload: dict[str, Any], path: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+#: One plain address: what an SMTP server takes as a single recipient (no display name, no list).
+_EMAIL = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\".]+$")
+
+
 def _usable(channel: str, address: str) -> bool:
-    if not address.strip():
-        return False
     if channel == "email":
-        _, addr = parseaddr(address)
-        return (
-            addr.count("@") == 1
-            and "." in addr.rpartition("@")[2]
-            and not any(c in address for c in "\r\n,;")
-        )
-    return True
+        return _EMAIL.match(address) is not None
+    return bool(address.strip())
 
 
 def local_release(plan: dict[str, Any], fields: dict[str, Any]) -> tuple[datetime | None, bool]:

@@ -20,7 +20,7 @@ from liquid.exceptions import LiquidError, UnknownFilterError
 
 from overture.errors import Invalid
 
-__all__ = ["Compiled", "RenderError", "check_source", "compile_template", "referenced_fields"]
+__all__ = ["Compiled", "RenderError", "check_source", "compile_template", "has_unsubscribe_link"]
 
 _ENV = Environment()
 _TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
@@ -91,14 +91,29 @@ def prepare_email(html: str) -> tuple[str, str]:
     return _restore(inlined, tags), _restore(text, tags)
 
 
+#: Between the parts of a message rendered in one pass (record separators: not text anyone writes).
+_SEPARATOR = "\x1e\x1fOVERTURE-PART\x1f\x1e"
+
+
 @dataclass(frozen=True)
 class Compiled:
-    """A template ready to render: one parsed Liquid template per part."""
+    """A template ready to render: one parsed Liquid template per part, and all parts joined in one
+    template so a message costs one render (one context) instead of one per part."""
 
     channel: str
     parts: dict[str, Any]
+    joined: Any
 
     def render(self, context: Mapping[str, Any]) -> dict[str, str]:
+        try:
+            pieces = self.joined.render(**context).split(_SEPARATOR)
+        except Exception:  # name the part that fails
+            return self._render_parts(context)
+        if len(pieces) != len(self.parts):  # a value held the separator: render part by part
+            return self._render_parts(context)
+        return dict(zip(self.parts, pieces, strict=True))
+
+    def _render_parts(self, context: Mapping[str, Any]) -> dict[str, str]:
         out: dict[str, str] = {}
         for name, template in self.parts.items():
             try:
@@ -110,7 +125,7 @@ class Compiled:
         return out
 
     def fields(self) -> set[str]:
-        """Root variable names the parts read (profile columns, `profile`, `unsubscribe_url`...)."""
+        """Root variable names the parts read (profile columns, `profile`, `customer_id`...)."""
         names: set[str] = set()
         for template in self.parts.values():
             names.update(str(n) for n in template.analyze().globals)
@@ -126,8 +141,5 @@ def compile_template(channel: str, subject: str | None, body: str) -> Compiled:
         sources = {"subject": subject or "", "html": html, "text": text}
     else:
         sources = {"text": body}
-    return Compiled(channel, {name: _ENV.from_string(src) for name, src in sources.items()})
-
-
-def referenced_fields(compiled: Compiled) -> set[str]:
-    return compiled.fields()
+    parts = {name: _ENV.from_string(src) for name, src in sources.items()}
+    return Compiled(channel, parts, _ENV.from_string(_SEPARATOR.join(sources.values())))
