@@ -279,3 +279,33 @@ def test_state_machines__every_pair(machine: object, states: type, allowed: set[
             with pytest.raises(Conflict) as exc:
                 machine.transition(a, b)  # type: ignore[attr-defined]
             assert a in exc.value.message and b in exc.value.message
+
+
+def test_throttle__max_per_minute__release_times_in_the_ledger(
+    api: Api, receiver: Receiver, frozen_clock: FrozenClock
+) -> None:
+    frozen_clock.set(datetime(2026, 7, 1, 8, 0, tzinfo=UTC))
+    model = api.model(customers(api.ctx, 6))
+    b = api.broadcast(
+        channel="sms",
+        templateId=api.template("sms"),
+        destinationId=api.destination("webhook", {"url": receiver.url + "/sms"}),
+        audience={"included": [api.segment(model)]},
+        addressField="email",
+        schedule={"sendAt": "2026-07-01T09:00:00Z", "maxPerMinute": 2},
+    )
+    api.post(f"/broadcasts/{b['id']}/reach")
+    api.post(f"/broadcasts/{b['id']}/preflight")
+    api.post(f"/broadcasts/{b['id']}/publish")
+    frozen_clock.set(datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
+    api.tick()
+    api.drain()
+    api.dispatch()
+    assert len(receiver.requests) == 1  # the first leaves at once, then one every 30 s
+    frozen_clock.set(datetime(2026, 7, 1, 9, 1, tzinfo=UTC))
+    api.dispatch()
+    assert len(receiver.requests) == 3
+    frozen_clock.set(datetime(2026, 7, 1, 9, 2, 30, tzinfo=UTC))
+    api.finish(frozen_clock)
+    assert len(receiver.requests) == 6
+    assert api.get(f"/broadcasts/{b['id']}")["latestExecution"]["counts"]["sent"] == 6

@@ -20,7 +20,7 @@ from overture.db.context import AppContext
 from overture.db.session import Session
 from overture.errors import Invalid, NotFound, OvertureError
 from overture.segments.models import Segment
-from overture.segments.service import segment_members_select
+from overture.segments.service import get_segment, segment_members_select
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,12 @@ def bound_segments(session: Session, audience: dict[str, Any]) -> tuple[list[Seg
     found: dict[str, list[Segment]] = {"included": [], "excluded": []}
     for part in ("included", "excluded"):
         for i, segment_id in enumerate(audience.get(part) or []):
-            segment = session.get(Segment, segment_id)
-            if segment is None or segment.workspace_id != session.workspace_id:
+            try:
+                found[part].append(get_segment(session, segment_id))
+            except NotFound:
                 raise Invalid(
                     f"audience.{part}[{i}]: segment '{segment_id}' not found", field=f"audience.{part}[{i}]"
                 )
-            found[part].append(segment)
     return found["included"], found["excluded"]
 
 

@@ -47,6 +47,7 @@ RUN_JOB, RECONCILE_JOB = "broadcasts.run", "broadcasts.reconcile"
 #: Recipients composed and injected per transaction.
 CHUNK = 5000
 RECONCILE_SECONDS = 2.0
+IDLE_RECONCILE_SECONDS = 20.0
 _rt: sa.Table = Recipient.__table__  # type: ignore[assignment]
 
 
@@ -367,7 +368,7 @@ def reconcile(ctx: AppContext, job: JobContext) -> None:
         execution = _locked(session, execution_id)
         if execution.completed_at is not None or execution.phase not in ("injected",):
             return
-        apply_outcomes(session, execution)
+        moved = apply_outcomes(session, execution)
         in_flight = session.scalar(
             sa.select(_rt.c.id).where(_rt.c.execution_id == execution_id, _rt.c.outcome.is_(None)).limit(1)
         )
@@ -376,10 +377,14 @@ def reconcile(ctx: AppContext, job: JobContext) -> None:
                 EXECUTION.move(execution, ExecutionStatus.COMPLETED)
             execution.completed_at = session.now()
             return
-        schedule_reconcile(session, execution, RECONCILE_SECONDS)
+        # Look again soon while outcomes arrive; less often while everything waits (a local-time
+        # send may hold messages for hours).
+        schedule_reconcile(session, execution, RECONCILE_SECONDS if moved else IDLE_RECONCILE_SECONDS)
 
 
-def apply_outcomes(session: Session, execution: Execution) -> None:
+def apply_outcomes(session: Session, execution: Execution) -> int:
+    """Copy the ledger's terminal outcomes onto the execution's rows in flight; returns how many."""
+    moved = 0
     for status in ("sent", "failed"):
         done = rowcount(
             session.execute(
@@ -396,6 +401,8 @@ def apply_outcomes(session: Session, execution: Execution) -> None:
             )
         )
         setattr(execution, status, getattr(execution, status) + done)
+        moved += done
+    return moved
 
 
 # -- cancel and retry ------------------------------------------------------------------------------

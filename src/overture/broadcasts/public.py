@@ -15,6 +15,7 @@ from overture.broadcasts.service import latest_execution, proof_status, schedule
 from overture.broadcasts.states import ExecutionStatus
 from overture.campaigns import campaign_type
 from overture.db.session import Session
+from overture.runtime.models import ScheduleRow
 from overture.runtime.scheduler import get_schedule
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,10 @@ def _counts(execution: Execution | None) -> dict[str, int]:
     return {name: (0 if execution is None else int(getattr(execution, name))) for name in COUNTS}
 
 
-def _state(session: Session, broadcast: Broadcast, latest: Execution | None) -> str:
+def _state(session: Session, broadcast: Broadcast, latest: Execution | None, row: ScheduleRow | None) -> str:
     """execution.state: running, scheduled, pending_or_overdue, completed, failed or not_scheduled."""
     if latest is not None and (latest.status == ExecutionStatus.RUNNING or latest.completed_at is None):
         return "running"
-    row = get_schedule(session, schedule_owner(broadcast.id))
     fire = (broadcast.schedule or {}).get("fireAt")
     if row is not None and row.enabled and fire is not None:
         fire_at = datetime.fromisoformat(fire)
@@ -145,7 +145,7 @@ def summary(session: Session, campaign_id: str) -> dict[str, Any]:
             "checks": [{"id": c["id"], "status": c["status"]} for c in broadcast.preflight_checks],
         },
         "latestExecution": {
-            "status": _state(session, broadcast, latest),
+            "status": _state(session, broadcast, latest, get_schedule(session, schedule_owner(broadcast.id))),
             "lastExecutionAt": ms(latest.started_at) if latest is not None else None,
             "counts": _counts(latest) if latest is not None else None,
         },
@@ -204,7 +204,7 @@ def status(session: Session, campaign_id: str) -> dict[str, Any]:
             "active": bool(row.enabled),
         }
     out["execution"] = {
-        "state": _state(session, broadcast, latest),
+        "state": _state(session, broadcast, latest, row),
         "touchpointId": latest.touchpoint_id if latest is not None else None,
         "manifestId": latest.manifest_id if latest is not None else None,
         "channel": broadcast.channel,
