@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from overture.campaigns import register_campaign_type
 from overture.db.base import Base, JSONType, Timestamped, UTCDateTime, WorkspaceScoped, new_id
 
 
@@ -97,3 +98,6 @@ class BatchRun(WorkspaceScoped, Base):
     file: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     #: Where the run is (for readers and for a resumed attempt): scoring, writing, uploading...
     step: Mapped[str | None] = mapped_column(sa.String(40), nullable=True)
+
+
+register_campaign_type(BatchCampaign, "batch_campaign")  # the campaign registry (overture.campaigns)

@@ -37,7 +37,11 @@ def upgrade() -> None:
     # Rows that existed before the registry: from here on the surfaces' ORM hooks keep it in step.
     # A table not created yet (a fresh database migrating branch by branch) has no rows to copy.
     existing = set(sa.inspect(op.get_bind()).get_table_names())
-    for table, kind in (("journeys", "journey"), ("paywall_campaigns", "paywall_campaign")):
+    for table, kind in (
+        ("journeys", "journey"),
+        ("paywall_campaigns", "paywall_campaign"),
+        ("batch_campaigns", "batch_campaign"),
+    ):
         if table not in existing:
             continue
         op.execute(
