@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from overture.auth.deps import _authenticator, bearer_token, get_ctx
+from overture.auth.deps import authenticate, get_ctx
 from overture.broadcasts import public
 from overture.broadcasts.public import PublicError
 from overture.db.session import Session
@@ -44,7 +44,7 @@ def _respond(
 ) -> JSONResponse:
     ctx = get_ctx(request)
     try:
-        caller = _authenticator(ctx).authenticate(bearer_token(request))
+        caller = authenticate(request, ctx)
     except OvertureError as exc:
         return _error(401, public.UNAUTHENTICATED, exc.message)
     if not caller.has(scope):
