@@ -335,6 +335,8 @@ def bench(label: str, database_url: str | None, profiles: int, deliver: int) -> 
                         f"{bare:,.0f} msg/s: {rate / bare:.0%}; with the ledger writes "
                         f"{n / pipeline_seconds:,.0f} msg/s ({n / pipeline_seconds / bare:.0%})"
                     )
+                # Delivery rate alone, then /status p50 while the dispatcher keeps sending.
+                rate = dispatch_rate(ctx, deliver)
                 p50: list[float] = []
                 watcher = threading.Thread(
                     target=lambda out=p50, ws=workspace_id, bid=broadcast_id, c=ctx: out.append(
@@ -343,7 +345,8 @@ def bench(label: str, database_url: str | None, profiles: int, deliver: int) -> 
                     daemon=True,
                 )
                 watcher.start()
-                rate = dispatch_rate(ctx, deliver)
+                while watcher.is_alive() and outbox.dispatch_once(ctx, limit=500):
+                    pass
                 watcher.join()
                 payloads = sample_payloads(ctx, execution.id, min(deliver, 5000))
                 bare = (
