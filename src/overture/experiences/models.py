@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from overture.campaigns import register_campaign_type
 from overture.db.base import Base, JSONType, Timestamped, WorkspaceScoped, new_id
 
 __all__ = [
@@ -149,3 +150,6 @@ class EventIdSeen(Base):
     )
     event_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(nullable=False)
+
+
+register_campaign_type(ExperienceGroup, "experience_group")  # the campaign registry (overture.campaigns)

@@ -41,6 +41,7 @@ def upgrade() -> None:
         ("journeys", "journey"),
         ("paywall_campaigns", "paywall_campaign"),
         ("batch_campaigns", "batch_campaign"),
+        ("experience_groups", "experience_group"),
     ):
         if table not in existing:
             continue
