@@ -49,7 +49,7 @@ test-fast: install-dev
 	$(BIN)/pytest -q -m "not slow" -x
 
 bench: install-dev
-	$(BIN)/python bench/run_all.py
+	set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
 	rm -rf $(VENV) .overture .pytest_cache .mypy_cache .ruff_cache

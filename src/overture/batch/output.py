@@ -87,7 +87,7 @@ def _stream(fh: IO[bytes], result: Any, columns: Sequence[str], fmt: str) -> Non
                 record = dict(zip(columns, row, strict=True))
                 if "personalization" in record and isinstance(record["personalization"], str):
                     record["personalization"] = json.loads(record["personalization"])
-                parts.append(json.dumps({k: _jsonable(v) for k, v in record.items()}, separators=(",", ":")))
+                parts.append(json.dumps({k: to_json(v) for k, v in record.items()}, separators=(",", ":")))
             if parts:
                 fh.write((("" if first else ",\n") + ",\n".join(parts)).encode())
                 first = False
@@ -100,7 +100,3 @@ def _stream(fh: IO[bytes], result: Any, columns: Sequence[str], fmt: str) -> Non
         writer.writerows([to_text(v) for v in row] for row in chunk)
     text.flush()
     text.detach()
-
-
-def _jsonable(value: Any) -> Any:
-    return to_json(value)

@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterNotAlphaError, croniter
 
+from overture.core.encode import isoformat_z
+
 __all__ = [
     "KINDS",
     "CronSchedule",
@@ -179,7 +181,7 @@ class OnceSchedule(Schedule):
         return self.send_at if self.send_at > t else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "send_at": self.send_at.isoformat().replace("+00:00", "Z")}
+        return {"kind": self.kind, "send_at": isoformat_z(self.send_at)}
 
     @property
     def recurring(self) -> bool:

@@ -78,7 +78,7 @@ class WebhookConfig(Strict):
 
 
 class SmtpConfig(Strict):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(ge=1, le=65535)

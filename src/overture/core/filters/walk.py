@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..encode import isoformat_z
 from .durations import format_duration
 from .model import All, AnyOf, Condition, EventCondition, ExperienceEvent, Node, Not, SegmentRef
 
@@ -82,5 +83,5 @@ def _value_json(value: object) -> Any:
     if isinstance(value, timedelta):
         return format_duration(value)
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return isoformat_z(value)
     return value
