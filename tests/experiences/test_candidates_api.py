@@ -16,7 +16,11 @@ from tests.experiences.helpers import API, audience, create_campaign, experience
 def _candidates(client: TestClient, ws: WorkspaceFixture, query: str = "") -> dict[str, Any]:
     r = client.get(f"{API}/candidate{query}", headers=ws.headers)
     assert r.status_code == 200, r.text
-    return dict(r.json())
+    listed = r.json()
+    assert isinstance(listed, list)  # a list is a bare JSON array
+    generated = r.headers["X-Generated-At"]
+    assert all(c["generatedAt"] == generated for c in listed)
+    return {"generatedAt": generated, "candidates": listed}
 
 
 def _ids(answer: dict[str, Any]) -> list[str]:
@@ -195,7 +199,7 @@ def test_events__unknown_experience_and_bad_type__422(
 def test_candidates__auth_and_scopes(client: TestClient, workspace: WorkspaceFixture) -> None:
     assert client.get(f"{API}/candidate").status_code == 401
     assert client.get(f"{API}/candidate", headers=workspace.public_headers).status_code == 403
-    assert client.get(f"{API}/candidate", headers=workspace.headers).json()["candidates"] == []
+    assert client.get(f"{API}/candidate", headers=workspace.headers).json() == []
     r = client.post(f"{API}/decide", headers=workspace.public_headers, json={"userId": "u", "record": False})
     assert r.status_code == 200 and r.json()["decisions"] == []
     assert (

@@ -214,8 +214,11 @@ class DecisionTable:
             for stage in block.stages:
                 block.refused += stage.outside + stage.not_in_target
                 block.beaten += stage.outside + stage.lower
-        listed = [docs[c.id] for c in matching if inside[c.id]]
-        body = orjson.dumps({"generatedAt": isoformat_z(now), "candidates": listed})
+        # A list is a bare JSON array (the API's rule); each candidate says when the list was computed
+        # (also in the X-Generated-At header).
+        generated = isoformat_z(now)
+        listed = [{**docs[c.id], "generatedAt": generated} for c in matching if inside[c.id]]
+        body = orjson.dumps(listed)
         return _View(valid_from, valid_until, now, body, blocks)
 
     # -- decisions -------------------------------------------------------------------------------------

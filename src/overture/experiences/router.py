@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from overture.auth.deps import CurrentCaller, DbSession, authenticate, get_ctx, require
 from overture.auth.service import Caller
+from overture.core.encode import isoformat_z
 from overture.db.context import AppContext
 from overture.errors import Forbidden
 from overture.experiences import decisions as decision_tables
@@ -24,7 +25,7 @@ from overture.experiences.schemas import (
     AuthCreateBody,
     AuthRead,
     CampaignPriorityBody,
-    CandidatesRead,
+    CandidateRead,
     DecideBody,
     DecisionRead,
     EventsBody,
@@ -299,15 +300,21 @@ async def _candidates(request: Request) -> Response:
     view = table.cached_view(now, vehicle, channel)
     if view is None:
         view = await run_in_threadpool(table.view, ctx, now, vehicle, channel)
-    return Response(view.body, media_type="application/json")
+    return Response(
+        view.body, media_type="application/json", headers={GENERATED_AT: isoformat_z(view.generated_at)}
+    )
 
 
-@router.get("/candidate", responses={200: {"model": CandidatesRead}})
+GENERATED_AT = "X-Generated-At"
+
+
+@router.get("/candidate", responses={200: {"model": list[CandidateRead]}})
 async def candidates(
     request: Request, caller: Read, vehicle: str | None = None, channel: str | None = None
 ) -> Response:
     """Published experiences in their date window for this vehicle (provider id or slug) and channel,
-    ranked by campaign, stage and experience weight, with 6-hour metrics; `generatedAt` says when."""
+    ranked by campaign, stage and experience weight, with 6-hour metrics. A JSON array; each candidate's
+    `generatedAt` (and the `X-Generated-At` header) says when the list was computed."""
     return await _candidates(request)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from overture.schemas import Camel
 
@@ -17,7 +17,7 @@ __all__ = [
     "AuthCreateBody",
     "AuthRead",
     "CampaignPriorityBody",
-    "CandidatesRead",
+    "CandidateRead",
     "DatesIn",
     "DecideBody",
     "DecisionRead",
@@ -348,13 +348,16 @@ class Excluded(Camel):
     reason: Literal["outside_dates", "not_in_target", "converted_in_sibling_stage", "lower_priority"]
 
 
-class CandidatesRead(Camel):
+class CandidateRead(Camel):
+    """One ranked candidate: experienceId, name, ancestorIds, priority {campaign, stage, experience},
+    metrics {windowHours, impressions, conversions, conversionRate}, the vehicle attributes (detail with
+    detailOverride merged over it, also under `vehicle`), segments, dates."""
+
+    model_config = ConfigDict(extra="allow")
+
+    experience_id: str
+    name: str
     generated_at: datetime = Field(description="When this list was computed (metrics at most 60 s older).")
-    candidates: list[dict[str, Any]] = Field(
-        description="experienceId, name, ancestorIds, priority {campaign, stage, experience}, metrics "
-        "{windowHours, impressions, conversions, conversionRate}, the vehicle attributes (detail with "
-        "detailOverride merged over it, also under `vehicle`), segments, dates; ranked."
-    )
 
 
 class DecisionRead(Camel):

@@ -8,6 +8,7 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from overture.core.encode import isoformat_z
 from overture.experiences import decisions as experience_decisions
 from overture.experiences import service as experiences
 from overture.experiences.schemas import DecideBody
@@ -38,7 +39,8 @@ async def candidates(request: Request, ctx: Ctx, user: Poster) -> HTMLResponse:
     cache = experience_decisions.tables(ctx)
     table = cache.get(user.caller.workspace_id) or cache.load(user.caller.workspace_id)
     view = table.view(ctx, cache.now(), vehicle, channel)
-    return render(request, "_candidates.html", answer=json.loads(view.body))
+    answer = {"generatedAt": isoformat_z(view.generated_at), "candidates": json.loads(view.body)}
+    return render(request, "_candidates.html", answer=answer)
 
 
 @router.post("/experiences/decide", response_class=HTMLResponse)
