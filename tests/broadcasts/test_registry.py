@@ -30,3 +30,28 @@ def test_registry__paywall_campaign_and_broadcast__registered_and_removed(api: A
     api.call("DELETE", f"/broadcasts/{b['id']}", 204)
     assert _registered(api, b["id"]) is None
     assert api.public(b["id"], "status").status_code == 404
+
+
+def test_registry__experience_campaign__soft_delete_leaves_the_registry(api: Api) -> None:
+    # Given an experience campaign with a stage (registered as experience groups)
+    r = api.client.post(
+        "/api/experience/group",
+        headers=api.ws.headers,
+        json={
+            "group": {
+                "name": "Spring",
+                "class": "campaign",
+                "stages": [{"name": "Stage 1", "class": "stage"}],
+            }
+        },
+    )
+    assert r.status_code == 201, r.text
+    campaign = r.json()
+    stage_id = campaign["stages"][0]["id"]
+    assert _registered(api, campaign["id"]) == _registered(api, stage_id) == "experience_group"
+    assert api.public(campaign["id"], "summary").json()["error"]["code"].endswith("TYPE_UNSUPPORTED")
+    # When it is (soft) deleted, Then it and its stage leave the registry: the public API says 404
+    r = api.client.delete(f"/api/experience/group/{campaign['id']}", headers=api.ws.headers)
+    assert r.status_code in (200, 204), r.text
+    assert _registered(api, campaign["id"]) is None and _registered(api, stage_id) is None
+    assert api.public(campaign["id"], "summary").json()["error"]["code"].endswith("NOT_FOUND")

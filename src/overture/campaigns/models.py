@@ -13,7 +13,7 @@ from overture.clock import utcnow
 from overture.db.base import Base, UTCDateTime, WorkspaceScoped
 from overture.db.session import now_of
 
-__all__ = ["CAMPAIGN_TYPES", "CampaignEntry", "register_campaign_type"]
+__all__ = ["CAMPAIGN_TYPES", "CampaignEntry", "register_campaign_type", "unregister"]
 
 #: Every type a campaign-like object may have (one per surface that owns such objects).
 CAMPAIGN_TYPES = ("broadcast", "batch_campaign", "journey", "paywall_campaign", "experience_group")

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from overture.campaigns.models import unregister
 from overture.db.lookup import get_or_404
 from overture.db.session import Session
 from overture.errors import Invalid, NotFound
@@ -428,6 +429,8 @@ def delete_group(session: Session, group_id: str) -> None:
     for e in list(members):
         _detach(session, e)
     session.flush()
+    # Soft-deleted groups leave the campaign registry: the public API then says 404, not 409.
+    unregister(session.connection(), [g.id for g in stages])
     if group.kind == GroupClass.STAGE and group.parent_id:
         publishing.refresh_campaign(session, group.parent_id)
     publishing.changed(session)
