@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
 from rich.console import Console
+from typer import _click as click  # Typer vendors its own click: catch its exceptions
 
+from overture import __version__
 from overture.auth import service as auth_service
-from overture.auth.models import Workspace
-from overture.config import Settings
+from overture.auth.models import ApiKey, Workspace
+from overture.config import ENV_PREFIX, SettingsProblem, load_settings
 from overture.db import migrate as migrations
 from overture.db.context import AppContext
+from overture.errors import OvertureError
 
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
-    help="Overture: self-hosted campaign orchestration.", no_args_is_help=True, add_completion=False
+    help="Overture: self-hosted campaign orchestration.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings=HELP,
+    pretty_exceptions_enable=False,
 )
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True, context_settings=HELP)
 app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
@@ -29,8 +39,56 @@ err = Console(stderr=True)
 CREDENTIALS_FILE = "credentials.json"
 
 
+def main() -> None:
+    """The `overture` entry point: every failure is one line on stderr (one JSON object with
+    `--json`) and a non-zero exit, never a traceback for bad input or settings."""
+    as_json = "--json" in sys.argv[1:]
+    try:
+        result = app(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        raise SystemExit(2) from None
+    except click.ClickException as exc:
+        _fail(exc.format_message(), "usage", as_json, exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", "interrupted", as_json, 130)
+    except SettingsProblem as exc:
+        _fail(str(exc), "settings", as_json, 2)
+    except OvertureError as exc:
+        _fail(exc.message, exc.code, as_json, 2, field=exc.field)
+    raise SystemExit(result if isinstance(result, int) else 0)
+
+
+def _fail(message: str, code: str, as_json: bool, exit_code: int, field: str | None = None) -> None:
+    if as_json:
+        body: dict[str, Any] = {"detail": message, "code": code}
+        if field:
+            body["field"] = field
+        typer.echo(json.dumps(body), err=True)
+    else:
+        typer.echo(f"error: {' '.join(message.split())}", err=True)
+    raise SystemExit(exit_code)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"overture {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Overture: self-hosted campaign orchestration. Settings come from OVERTURE_* variables
+    (and .env); see `overture config`."""
+
+
 def _context() -> AppContext:
-    ctx = AppContext.from_settings(Settings())
+    ctx = AppContext.from_settings(load_settings())
     migrations.upgrade(ctx.settings.resolved_database_url, ctx.engine)
     return ctx
 
@@ -43,15 +101,41 @@ def _single_workspace_id(ctx: AppContext, workspace: str | None) -> str:
             return workspace
         ids = list(session.scalars(sa.select(Workspace.id).limit(2)))
     if len(ids) != 1:
-        err.print("[red]--workspace is required: there is not exactly one workspace[/red]")
-        raise typer.Exit(2)
+        from overture.errors import Invalid
+
+        raise Invalid("--workspace is required: there is not exactly one workspace", field="workspace")
     return ids[0]
+
+
+@app.command()
+def config(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Print the settings in effect (from OVERTURE_* variables and .env); a bad one is an error."""
+    from sqlalchemy.engine import make_url
+
+    settings = load_settings()
+    values: dict[str, Any] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if name in ("database_url", "data_url"):
+            resolved = getattr(settings, f"resolved_{name}")
+            value = make_url(resolved).render_as_string(hide_password=True)
+        if "secret" in name and value is not None:
+            value = "********"
+        values[f"{ENV_PREFIX}{name.upper()}"] = str(value) if isinstance(value, Path) else value
+    if as_json:
+        typer.echo(json.dumps(values))
+        return
+    for name, value in values.items():
+        shown = ",".join(value) if isinstance(value, list) else value
+        typer.echo(f"{name}={shown}")
 
 
 @app.command()
 def migrate() -> None:
     """Apply database migrations (also done automatically at start)."""
-    settings = Settings()
+    settings = load_settings()
     ctx = AppContext.from_settings(settings)
     migrations.upgrade(settings.resolved_database_url, ctx.engine)
     heads = sorted(migrations.head_revisions(settings.resolved_database_url))
@@ -116,19 +200,75 @@ def keys_create(
                 "prefix": key.prefix,
                 "secret": secret,
             }
-    except Exception as exc:
-        from overture.errors import OvertureError
-
-        if isinstance(exc, OvertureError):
-            err.print(f"[red]{exc.message}[/red]")
-            raise typer.Exit(2)
-        raise
     finally:
         ctx.close()
     if as_json:
         typer.echo(json.dumps(out))
     else:
         console.print(f"{out['secret']}  scopes={','.join(out['scopes'])}")
+
+
+def _key_row(key: Any) -> dict[str, Any]:
+    from overture.core.encode import isoformat_z
+
+    def when(value: Any) -> str | None:
+        return isoformat_z(value) if value is not None else None
+
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "scopes": list(key.scopes),
+        "public": key.public,
+        "created_at": when(key.created_at),
+        "last_used_at": when(key.last_used_at),
+        "revoked_at": when(key.revoked_at),
+    }
+
+
+@keys_app.command("list")
+def keys_list(
+    workspace: Annotated[str | None, typer.Option(help="Workspace id (optional with one workspace).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
+) -> None:
+    """List the workspace's API keys (never their secrets), revoked ones included."""
+    ctx = _context()
+    try:
+        ws = _single_workspace_id(ctx, workspace)
+        with ctx.transaction(write=False, workspace_id=ws) as session:
+            rows = [_key_row(k) for k in auth_service.list_keys(session)]
+    finally:
+        ctx.close()
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+        kind = "public" if row["public"] else "private"
+        typer.echo(
+            f"{row['id']}  {row['prefix']}…  {row['name']}  {kind}  {','.join(row['scopes'])}  {state}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `overture keys list`).")],
+    workspace: Annotated[str | None, typer.Option(help="Workspace id (optional with one workspace).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Revoke a key: a running server refuses it within seconds (PostgreSQL: at once)."""
+    ctx = _context()
+    try:
+        ws = _single_workspace_id(ctx, workspace)
+        with ctx.transaction(workspace_id=ws) as session:
+            auth_service.revoke_key(session, key_id)
+            row = _key_row(session.get(ApiKey, key_id))
+    finally:
+        ctx.close()
+    if as_json:
+        typer.echo(json.dumps(row))
+    else:
+        typer.echo(f"revoked {row['id']} ({row['prefix']}…, {row['name']})")
 
 
 @app.command()
@@ -153,7 +293,9 @@ def serve(
     ctx = _context()
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown_host}:{port}" if ":" not in shown_host else f"http://[{shown_host}]:{port}"
-    console.print(f"Overture at [bold]{base}[/bold]  (dashboard at {base}/ui/, API docs at /docs)")
+    console.print(
+        f"Overture at [bold]{base}[/bold]  (dashboard at {base}/ui/, API docs at {base}/docs)", soft_wrap=True
+    )
     if first_run:
         _first_run(ctx)
         creds_path = ctx.settings.home / CREDENTIALS_FILE
@@ -261,6 +403,11 @@ def _progress_callback(bar: object):  # type: ignore[no-untyped-def]
     return update
 
 
+class FileFormat(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+
+
 @app.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help="A .csv or .parquet file.")],
@@ -270,7 +417,8 @@ def import_(
     ] = None,
     workspace: Annotated[str | None, typer.Option(help="Workspace id (optional with one workspace).")] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv or parquet (default: from the name).")
+        FileFormat | None,
+        typer.Option("--format", case_sensitive=False, help="csv or parquet (default: from the file name)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -280,7 +428,9 @@ def import_(
     result = _bulk_load(
         workspace,
         as_json,
-        lambda ctx, ws, progress: import_file(ctx, ws, file, model, primary_key, fmt=fmt, progress=progress),
+        lambda ctx, ws, progress: import_file(
+            ctx, ws, file, model, primary_key, fmt=fmt.value if fmt else None, progress=progress
+        ),
     )
     if as_json:
         typer.echo(json.dumps(result.as_dict()))
@@ -316,17 +466,12 @@ def demo(
 def _bulk_load(workspace: str | None, as_json: bool, load: Callable[[AppContext, str, Any], Any]) -> Any:
     """Run one bulk load into the (only, or named) workspace behind a progress bar; a refused load
     prints its reason and exits 2."""
-    from overture.errors import OvertureError
-
     ctx = _context()
     try:
         ws = _single_workspace_id(ctx, workspace)
         with _progress_bar(as_json) as bar:
             return load(ctx, ws, _progress_callback(bar))
-    except OvertureError as exc:
-        err.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(2)
-    finally:
+    finally:  # a refused load reaches main(): one line, or one JSON object with --json
         ctx.close()
 
 
@@ -340,4 +485,4 @@ def _load_demo_data(ctx: AppContext, workspace_id: str) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

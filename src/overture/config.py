@@ -1,17 +1,64 @@
-"""Settings: one object, read from OVERTURE_* environment variables (and a .env file if present)."""
+"""Settings: one object, read from OVERTURE_* environment variables (and a .env file if present).
+
+Every setting accepts the form docs/configuration.md writes; `load_settings()` turns any bad value
+into one `SettingsProblem` naming the variable, what is wrong and what is accepted, which the CLI
+prints as one line (no traceback)."""
 
 from __future__ import annotations
 
 import ipaddress
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "OVERTURE_"
+
+#: What each setting accepts, said in the one-line error (and kept beside the field it describes).
+ACCEPTED: dict[str, str] = {
+    "home": "a directory path that can be created and written",
+    "database_url": "a SQLAlchemy URL such as sqlite:///path/overture.db or "
+    "postgresql+psycopg://user@host:5432/db",
+    "data_url": "a SQLAlchemy URL such as duckdb:///path/data.duckdb or postgresql+psycopg://user@host:5432/db",
+    "egress_allow": "comma-separated CIDR ranges such as 127.0.0.1/32,10.0.0.0/8 (or a JSON list)",
+    "run_workers": "true or false (also 1/0, yes/no, on/off)",
+    "worker_concurrency": "a whole number from 1 to 64",
+    "log_format": "text or json",
+    "secret_key": "a random string of at least 32 characters, the same on every API process",
+}
+
+
+class SettingsProblem(ValueError):
+    """A setting that cannot be used: `str()` is the one line to show."""
+
+    def __init__(self, variable: str, value: object, problem: str, accepted: str) -> None:
+        shown = "" if value is None else f"={value!r}"
+        super().__init__(f"{variable}{shown}: {problem}; accepted: {accepted}")
+        self.variable = variable
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(value).get_dialect()
+    except NoSuchModuleError:  # (a subclass of ArgumentError)
+        raise ValueError(f"unknown database kind '{value.split(':', 1)[0]}'") from None
+    except ArgumentError:
+        raise ValueError("not a database URL") from None
+    return value
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OVERTURE_", env_file=".env", extra="ignore")
+    # An empty variable (`OVERTURE_DATABASE_URL=`) means "use the default", in the environment and in .env.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", env_ignore_empty=True
+    )
 
     home: Path = Field(
         default=Path(".overture"),
@@ -27,7 +74,8 @@ class Settings(BaseSettings):
         description="Profile data source for audiences (SQLAlchemy URL). "
         "Default: DuckDB file data.duckdb under home.",
     )
-    egress_allow: list[str] = Field(
+    # NoDecode: the environment's text reaches the validator as written (a comma list), not as JSON.
+    egress_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="CIDR ranges outbound requests may reach even though they are private/loopback "
         "(comma-separated, e.g. 127.0.0.1/32 for local development).",
@@ -42,20 +90,39 @@ class Settings(BaseSettings):
         description="Signs dashboard session cookies and CSRF tokens. Set the same value on every API "
         "process; default: a random key kept in OVERTURE_HOME/secret_key (mode 600).",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or as one JSON object each (with the request id)."
+    )
 
     @field_validator("egress_allow", mode="before")
     @classmethod
     def _split_cidrs(cls, value: object) -> object:
         if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    raise ValueError("not a valid JSON list") from None
+            return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
     @field_validator("egress_allow")
     @classmethod
     def _check_cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:
-            ipaddress.ip_network(cidr, strict=False)
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"'{cidr}' is not a CIDR range") from None
         return value
+
+    @field_validator("database_url", "data_url")
+    @classmethod
+    def _check_urls(cls, value: str | None) -> str | None:
+        return _check_url(value)
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -66,5 +133,32 @@ class Settings(BaseSettings):
         return self.data_url or f"duckdb:///{(self.home / 'data.duckdb').resolve()}"
 
     def ensure_home(self) -> Path:
-        self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            probe = self.home / ".write-check"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            problem = f"cannot be used ({exc.strerror or exc})"
+            raise SettingsProblem(f"{ENV_PREFIX}HOME", str(self.home), problem, ACCEPTED["home"]) from None
         return self.home
+
+
+def _problem_of(exc: ValidationError) -> SettingsProblem:
+    first = exc.errors()[0]
+    name = str(first["loc"][0]) if first.get("loc") else ""
+    value: Any = first.get("input")
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    if isinstance(value, (dict, list)):
+        value = None
+    return SettingsProblem(
+        f"{ENV_PREFIX}{name.upper()}", value, message, ACCEPTED.get(name, "see docs/configuration.md")
+    )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and .env; a bad value is one `SettingsProblem`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise _problem_of(exc) from None

@@ -18,7 +18,7 @@ from overture.auth.router import router as auth_router
 from overture.batch.router import router as batch_router
 from overture.broadcasts.public_router import router as broadcasts_public_router
 from overture.broadcasts.router import router as broadcasts_router
-from overture.config import Settings
+from overture.config import load_settings
 from overture.data.router import router as data_router
 from overture.db import migrate
 from overture.db.context import AppContext
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) -> FastAPI:
-    ctx = ctx or AppContext.from_settings(Settings())
+    ctx = ctx or AppContext.from_settings(load_settings())
     import_all_tasks()
     if run_migrations:
         migrate.upgrade(ctx.settings.resolved_database_url, ctx.engine)

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +27,9 @@ from overture.errors import Forbidden, Invalid, Unauthorized
 KEY_TOPIC = "api_keys"
 PREFIX_LEN = 11  # "sk_" + 8 characters of the secret
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+#: Without PostgreSQL NOTIFY (SQLite), how often a process looks for revocations made by another
+#: process (`overture keys revoke` beside a running server): a revoked key stops within this.
+REVOCATION_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,10 @@ class KeyAuthenticator:
         self._lock = threading.Lock()
         self._generation = 0  # bumped on invalidation; a load that raced a revocation is not cached
         bus.subscribe(KEY_TOPIC, self._invalidate_workspace)
+        # PostgreSQL tells every process through NOTIFY; elsewhere, poll a revocation marker.
+        self._poll = sessions.kw["bind"].dialect.name != "postgresql"
+        self._marker: tuple[object, ...] | None = None
+        self._polled_at = 0.0
 
     def _invalidate_workspace(self, workspace_id: str) -> None:
         with self._lock:
@@ -157,6 +165,8 @@ class KeyAuthenticator:
         if not token or not token.startswith(("sk_", "pk_")) or len(token) > 200:
             raise Unauthorized("missing or malformed API key")
         digest = hash_key(token)
+        if self._poll and time.monotonic() - self._polled_at >= REVOCATION_POLL_SECONDS:
+            self._check_revocations()
         cached = self._cache.get(digest)
         if cached is None:
             cached = self._load(token, digest)
@@ -165,6 +175,19 @@ class KeyAuthenticator:
             cached.last_used_at = now
             self._touch(cached.caller.key_id, now)
         return cached.caller
+
+    def _check_revocations(self) -> None:
+        """One cheap read: when the set of revoked keys changed since the last look, drop the cache."""
+        self._polled_at = time.monotonic()
+        with transaction(self._sessions, write=False) as session:
+            revoked = sa.select(sa.func.count(), sa.func.max(ApiKey.revoked_at))
+            row = session.execute(revoked.where(ApiKey.revoked_at.is_not(None))).one()
+        marker = tuple(row)
+        if self._marker is not None and marker != self._marker:
+            with self._lock:
+                self._generation += 1
+                self._cache.clear()
+        self._marker = marker
 
     def _load(self, token: str, digest: str) -> _Cached:
         generation = self._generation
