@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -275,6 +276,16 @@ def keys_revoke(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="HTTP processes. Above 1, their metrics are added up through PROMETHEUS_MULTIPROC_DIR "
+            "(default OVERTURE_HOME/metrics); on SQLite also set OVERTURE_RUN_WORKERS=false and run one "
+            "`overture worker`.",
+        ),
+    ] = 1,
     first_run: Annotated[
         bool,
         typer.Option(
@@ -312,7 +323,27 @@ def serve(
                 f"  [bold]{base}/ui/signin/link?token={token}[/bold]",
                 soft_wrap=True,
             )
-    uvicorn.run(create_app(ctx, run_migrations=False), host=host, port=port, log_level="info")
+    from overture.api.observability import log_config
+
+    logging_config = log_config(ctx.settings.log_format)
+    if workers == 1:
+        uvicorn.run(create_app(ctx, run_migrations=False), host=host, port=port, log_config=logging_config)
+        return
+    # Several processes: each builds its app from the same settings (the factory), and counts its
+    # metrics into files in one directory that `GET /metrics` adds up (prometheus-client).
+    metrics_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or ctx.settings.home / "metrics")
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # counts of a previous server are not ours
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
+    ctx.close()
+    uvicorn.run(
+        "overture.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=logging_config,
+    )
 
 
 @app.command()
@@ -326,13 +357,16 @@ def worker(
     as_json: Annotated[bool, typer.Option("--json", help="With --once: print the counts as JSON.")] = False,
 ) -> None:
     """Run the scheduler, job threads and the outbox dispatcher until SIGTERM/SIGINT (graceful)."""
+    import logging.config
     import signal
     import threading
 
+    from overture.api.observability import log_config
     from overture.api.tasks import import_all
     from overture.runtime.worker import Runtime, run_once
 
     ctx = _context()
+    logging.config.dictConfig(log_config(ctx.settings.log_format))
     import_all()
     if once:
         counts = run_once(ctx)

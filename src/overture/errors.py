@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,12 +20,24 @@ class OvertureError(Exception):
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:
+        """The one error envelope every API answer uses (seed 002's public API keeps its own):
+        `{"detail", "code", "field"?, "errors"?: [{"field", "message", "code"}]}`."""
         body: dict[str, Any] = {"detail": self.message, "code": self.code}
         if self.field is not None:
             body["field"] = self.field
-        if self.details is not None:
-            body["details"] = self.details
+        listed = self.details.get("errors") if isinstance(self.details, dict) else None
+        if listed:
+            body["errors"] = [self._item(e) for e in listed]
         return body
+
+    def _item(self, error: object) -> dict[str, Any]:
+        if isinstance(error, dict):
+            return {
+                "field": error.get("field"),
+                "message": str(error.get("message", "")),
+                "code": str(error.get("code") or self.code),
+            }
+        return {"field": None, "message": str(error), "code": self.code}
 
 
 class Invalid(OvertureError):
@@ -64,6 +77,17 @@ class Unavailable(OvertureError):
 
     status_code = 503
     code = "unavailable"
+
+
+def field_path(loc: Sequence[str | int]) -> str:
+    """The one path notation of error fields: `a.b[0].c` (a location as pydantic gives it)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
 
 
 def invalid_filter(exc: FilterError, *, prefix: str | None = None) -> Invalid:

@@ -154,8 +154,8 @@ def test_activate__invalid__422_with_every_error_and_stays_draft(api: Api, model
     journey = api.create({"name": "bad", "parent_model_id": model_id, "tiles": [{"id": "w", "type": "wait"}]})
     r = api.post(f"/{journey['id']}/activate", expect=422)
     body = r.json()
-    assert body["valid"] is False
-    assert body["errors"] == [
+    assert body["code"] == "invalid"
+    assert [e["message"] for e in body["errors"]] == [
         "Orchestration must have exactly one entry tile",
         "Tile 'w' has no incoming edges and is not an entry tile",
         "Tile 'w' (wait) needs a duration and unit, or an until time",
@@ -194,7 +194,7 @@ def test_put_on_active__invalid_definition__422_and_unchanged(api: Api, model_id
     journey = api.create(_valid_body(model_id))
     api.activate(journey["id"])
     r = api.client.put(api.url(f"/{journey['id']}"), headers=api.ws.headers, json={"edges": []})
-    assert r.status_code == 422 and r.json()["valid"] is False
+    assert r.status_code == 422 and r.json()["detail"].startswith("Journey is not valid")
     assert api.get(f"/{journey['id']}")["edges"] == journey["edges"]
 
 
@@ -239,7 +239,7 @@ def test_run__parent_table_vanished__journey_error_with_status_error(api: Api, f
     assert after["status"] == "error" and table in after["status_error"]
     api.post(f"/{jid}/trigger", expect=409)
     # Re-activating needs the problem fixed: validation still fails while the table is gone.
-    assert api.post(f"/{jid}/activate", expect=422).json()["valid"] is False
+    assert api.post(f"/{jid}/activate", expect=422).json()["detail"].startswith("Journey is not valid")
     execute(api.ctx, f"ALTER TABLE {table}_gone RENAME TO {table}")
     fixed = api.activate(jid)
     assert fixed["status"] == "active" and fixed["status_error"] == ""

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from overture import __version__
+from overture.api import observability, openapi
+from overture.api.errors import install_error_handlers
 from overture.api.tasks import import_all as import_all_tasks
 from overture.auth.router import router as auth_router
 from overture.batch.router import router as batch_router
@@ -24,7 +25,6 @@ from overture.db import migrate
 from overture.db.context import AppContext
 from overture.db.notify import bus
 from overture.delivery.router import router as destinations_router
-from overture.errors import OvertureError
 from overture.experiences import router as experiences
 from overture.journeys.router import router as journeys_router
 from overture.paywalls import router as paywalls
@@ -62,9 +62,13 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
         description="Self-hosted campaign orchestration: audiences, real-time decisions, journeys, "
         "orchestrated experiences, batch decisioning campaigns and broadcasts.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
-    _install_error_handlers(app)
+    install_error_handlers(app)
+    observability.install(app, ctx)
+    openapi.install(app)
     _install_health(app, ctx)
 
     # One line per surface. Keep this list in layer order; surfaces never import each other.
@@ -81,38 +85,6 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
     app.include_router(broadcasts_public_router)  # seed 002: its own envelopes and error codes
     ui.mount(app)  # the dashboard at /ui/ (and / redirects there)
     return app
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(OvertureError)
-    async def _overture_error(_request: Request, exc: OvertureError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=_auth_headers(exc))
-
-    @app.exception_handler(sa.exc.DataError)
-    async def _data_error(_request: Request, exc: sa.exc.DataError) -> JSONResponse:
-        # The database refused a value the schema let through (a NUL byte in text, an integer out of
-        # range): the input is bad, the transaction was rolled back, nothing changed.
-        reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
-        body = {"detail": f"a value cannot be stored: {reason}", "code": "invalid"}
-        return JSONResponse(body, status_code=422)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
-                "message": err.get("msg", "invalid"),
-                "type": err.get("type"),
-            }
-            for err in exc.errors()
-        ]
-        first = errors[0] if errors else {"field": "", "message": "invalid request"}
-        detail = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
-        return JSONResponse({"detail": detail, "code": "invalid", "errors": errors}, status_code=422)
-
-
-def _auth_headers(exc: OvertureError) -> dict[str, str] | None:
-    return {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
 
 
 def _install_health(app: FastAPI, ctx: AppContext) -> None:

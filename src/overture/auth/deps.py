@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from overture.auth.service import Caller, KeyAuthenticator
 from overture.db.context import AppContext
@@ -45,7 +46,20 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def authenticate(request: Request, ctx: Annotated[AppContext, Depends(get_ctx)]) -> Caller:
+#: Declares the bearer scheme in OpenAPI on every route that authenticates (so `/docs` can
+#: "Authorize"); the header itself is read by `bearer_token`, which words its own 401s.
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    auto_error=False,
+    description="An API key: `sk_…` (private, with scopes) or `pk_…` (public: register, events)",
+)
+
+
+def authenticate(
+    request: Request,
+    ctx: Annotated[AppContext, Depends(get_ctx)],
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+) -> Caller:
     cached: Caller | None = getattr(request.state, "caller", None)
     if cached is not None:
         return cached

@@ -23,6 +23,7 @@ __all__ = [
     "is_sqlite",
     "notify",
     "rowcount",
+    "seconds_between",
     "skip_locked",
 ]
 
@@ -117,3 +118,10 @@ def driver_datetime(bind: Bind, value: datetime) -> Any:
     if is_postgres(bind):
         return value
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def seconds_between(bind: Bind, start: Any, end: Any) -> Any:
+    """`end - start` in seconds, as a float SQL expression (instants stored as UTC timestamps)."""
+    if is_postgres(bind):
+        return sa.func.extract("epoch", end - start)
+    return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0

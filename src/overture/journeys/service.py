@@ -68,9 +68,6 @@ class InvalidJourney(Invalid):
         super().__init__(f"Journey is not valid: {errors[0]}", details={"errors": list(errors)})
         self.errors = list(errors)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"detail": self.message, "code": self.code, "valid": False, "errors": self.errors}
-
 
 def schedule_owner(journey_id: str) -> str:
     return f"journey:{journey_id}"

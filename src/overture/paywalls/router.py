@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from overture.auth.deps import DbSession, authenticate, check_workspace_path, get_ctx, require
 from overture.auth.service import Caller
 from overture.errors import Invalid, TooLarge
+from overture.metrics import count_decision_answer
 from overture.paywalls import service, service_experiments, service_register
 from overture.paywalls.schemas import (
     MAX_EVENTS_PER_BATCH,
@@ -286,6 +287,7 @@ async def register(request: Request) -> Response:
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False))
     content = await service_register.register(get_ctx(request), caller.workspace_id, body)
+    count_decision_answer("paywalls", content)
     return Response(content, media_type="application/json")
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from overture.delivery.messages import Message, Outcome
-from overture.errors import Invalid
+from overture.errors import Invalid, field_path
 
 if TYPE_CHECKING:
     from overture.db.context import AppContext
@@ -47,7 +47,7 @@ def parse_config(model: type[M], config: dict[str, Any]) -> M:
         return model.model_validate(config)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ()))
+        loc = field_path(err.get("loc", ()))
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         field = f"config.{loc}" if loc else "config"
         raise Invalid(f"{field}: {msg}", field=field) from None
