@@ -27,8 +27,10 @@ $(BIN)/.installed-dev: pyproject.toml
 install: $(BIN)/.installed
 install-dev: $(BIN)/.installed-dev
 
+# Local trial: the server may post to receivers on this machine (`overture dev receiver`).
 run: install
-	$(BIN)/overture serve --first-run --host 127.0.0.1 --port 8000
+	OVERTURE_EGRESS_ALLOW=$${OVERTURE_EGRESS_ALLOW:-127.0.0.1/32,::1/128} \
+	  $(BIN)/overture serve --first-run --host 127.0.0.1 --port 8000
 
 lint: install-dev
 	$(BIN)/ruff check src tests bench

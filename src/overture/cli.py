@@ -34,6 +34,10 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True, context_settings=HELP)
 app.add_typer(keys_app, name="keys")
+dev_app = typer.Typer(
+    help="Helpers for trying Overture on one machine.", no_args_is_help=True, context_settings=HELP
+)
+app.add_typer(dev_app, name="dev")
 console = Console()
 err = Console(stderr=True)
 
@@ -392,6 +396,48 @@ def worker(
     clean = runtime.stop()
     ctx.close()
     raise typer.Exit(0 if clean else 1)
+
+
+@dev_app.command("receiver")
+def dev_receiver(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9000,
+    status: Annotated[int, typer.Option(min=200, max=599, help="HTTP status to answer with.")] = 200,
+) -> None:
+    """A local webhook receiver: answers every POST with --status and prints one JSON line per
+    message (path, Idempotency-Key, possible duplicate, body). Point a webhook destination at
+    http://127.0.0.1:9000/hook (the server needs OVERTURE_EGRESS_ALLOW=127.0.0.1/32; `make run` has it)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            try:
+                body: Any = json.loads(raw)
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+            line = {
+                "path": self.path,
+                "idempotency_key": self.headers.get("idempotency-key"),
+                "possible_duplicate": self.headers.get("x-overture-possible-duplicate") == "true",
+                "body": body,
+            }
+            typer.echo(json.dumps(line))
+            self.send_response(status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:  # one line per message is enough
+            return
+
+    server = ThreadingHTTPServer((host, port), Receiver)
+    typer.echo(f"receiving on http://{host}:{port}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def _first_run(ctx: AppContext) -> None:
