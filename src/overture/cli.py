@@ -389,8 +389,8 @@ def worker(
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    runtime.start()
     err.print(f"worker running (pid {os.getpid()}, {runtime.concurrency} job threads)")
+    runtime.start()
     while not stop.wait(1.0):
         pass
     clean = runtime.stop()

@@ -28,7 +28,7 @@ def _operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         (path, method, op)
         for path, item in doc["paths"].items()
         for method, op in item.items()
-        if method in HTTP_METHODS
+        if method in HTTP_METHODS and not path.startswith("/ui/")  # the dashboard: HTML, cookie sessions
     ]
 
 
@@ -61,7 +61,9 @@ def test_authenticated_operations_declare_the_scheme_and_their_errors(doc: dict[
             assert "security" not in op and "401" not in op["responses"], path
             continue
         assert op.get("security") == [{"bearer": []}], (method, path)
-        expected = {"401", "403", "404"} | ({"409"} if method != "get" else set())
+        expected = (
+            {"401", "403"} | ({"404"} if "{" in path else set()) | ({"409"} if method != "get" else set())
+        )
         if "requestBody" in op:
             expected |= {"400", "413", "415", "422"}
         assert expected <= set(op["responses"]), (method, path, sorted(op["responses"]))
@@ -113,8 +115,11 @@ def test_declared_success_schemas_match_real_answers_of_list_operations(
     for path, method, op in _operations(doc):
         if method != "get" or re.search(r"\{(?!id\})", path) or "security" not in op:
             continue
-        if any(p.get("required") and p["in"] == "query" for p in op.get("parameters", [])):
-            continue
+        if any(
+            p["in"] == "query" and p["name"] not in ("limit", "cursor", "status")
+            for p in op.get("parameters", [])
+        ):
+            continue  # an operation with filters of its own is checked by its surface's tests
         r = client.get(_url(path, workspace.id), headers=workspace.headers)
         assert r.status_code == 200, (path, r.text)
         schema = op["responses"]["200"]["content"]["application/json"]["schema"]

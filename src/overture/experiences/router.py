@@ -3,15 +3,11 @@ names the workspace; `campaigns:read` / `campaigns:write` scopes; events also ta
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from overture.auth.deps import CurrentCaller, DbSession, authenticate, get_ctx, require
@@ -44,53 +40,9 @@ from overture.experiences.schemas import (
     TemplateUpdateBody,
 )
 
-
-def _path(loc: tuple[Any, ...]) -> str:
-    """`("body", "group", "stages", 1, "name")` -> `group.stages[1].name`."""
-    out = ""
-    for part in loc:
-        if part in ("body", "query", "path") and not out:
-            continue
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-class _Route(APIRoute):
-    """Validation errors name the nested path the way the seed's clients read it
-    (`group.stages[1].experiences[0].vehicle.providerSlug`)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                errors = [
-                    {
-                        "field": _path(tuple(e.get("loc", ()))),
-                        "message": e.get("msg", "invalid"),
-                        "type": e.get("type"),
-                    }
-                    for e in exc.errors()
-                ]
-                first = errors[0] if errors else {"field": "", "message": "invalid request"}
-                detail = f"{first['field']}: {first['message']}" if first["field"] else str(first["message"])
-                body = {
-                    "detail": detail,
-                    "code": "invalid",
-                    "field": first["field"] or None,
-                    "errors": errors,
-                }
-                return JSONResponse(body, status_code=422)
-
-        return route
-
-
-router = APIRouter(prefix="/api/experience", tags=["experiences"], route_class=_Route)
+# Validation errors name nested paths as the seed's clients read them
+# (`group.stages[1].experiences[0].vehicle.providerSlug`): the app's one error envelope does.
+router = APIRouter(prefix="/api/experience", tags=["experiences"])
 Read = Annotated[Caller, Depends(require("campaigns:read"))]
 Write = Annotated[Caller, Depends(require("campaigns:write"))]
 Ctx = Annotated[AppContext, Depends(get_ctx)]
