@@ -500,16 +500,33 @@ def import_(
         FileFormat | None,
         typer.Option("--format", case_sensitive=False, help="csv or parquet (default: from the file name)."),
     ] = None,
+    allow_text_fallback: Annotated[
+        bool,
+        typer.Option(
+            "--allow-text-fallback",
+            help="Store a new column as text when a few rows do not fit the type of the others "
+            "(otherwise the import is refused, naming those rows).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Load CSV or Parquet into an entity model: types inferred, empty cells null, upsert by key."""
+    """Load CSV or Parquet into an entity model: types inferred (and printed), empty cells null,
+    upsert by key. A value that does not fit its column is refused with its row, column and value."""
     from overture.data.loader import import_file
 
+    kind = fmt.value if fmt else None
     result = _bulk_load(
         workspace,
         as_json,
         lambda ctx, ws, progress: import_file(
-            ctx, ws, file, model, primary_key, fmt=fmt.value if fmt else None, progress=progress
+            ctx,
+            ws,
+            file,
+            model,
+            primary_key,
+            fmt=kind,
+            progress=progress,
+            allow_text_fallback=allow_text_fallback,
         ),
     )
     if as_json:
@@ -520,6 +537,10 @@ def import_(
             f"{result.inserted} inserted, {result.updated} updated"
             + (f", new columns {', '.join(result.columns_added)}" if result.columns_added else "")
         )
+        if result.column_types:
+            typer.echo("column types: " + ", ".join(f"{n} {k}" for n, k in result.column_types.items()))
+        for name, rows in result.text_fallbacks.items():
+            typer.echo(f"column {name} stored as text because of rows {', '.join(map(str, rows))}")
 
 
 @app.command()

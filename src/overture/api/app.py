@@ -28,6 +28,7 @@ from overture.delivery.router import router as destinations_router
 from overture.experiences import router as experiences
 from overture.journeys.router import router as journeys_router
 from overture.paywalls import router as paywalls
+from overture.runtime.router import router as deliveries_router
 from overture.runtime.worker import Runtime
 from overture.segments.router import router as segments_router
 from overture.ui import web as ui
@@ -77,6 +78,7 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
     app.include_router(data_router)
     app.include_router(segments_router)
     app.include_router(destinations_router)
+    app.include_router(deliveries_router)
     app.include_router(journeys_router)
     app.include_router(batch_router)
     experiences.mount(app)  # puts GET /api/experience/candidate first in the route list

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,11 @@ class LoadResult:
     updated: int
     created: bool
     columns_added: list[str] = field(default_factory=list)
+    #: The type inferred for each column this load created (a new model's, or an added one).
+    column_types: dict[str, str] = field(default_factory=dict)
+    #: New columns stored as text although most values had another type (--allow-text-fallback),
+    #: with the rows (1 = the first data row) whose values forced it.
+    text_fallbacks: dict[str, list[int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +117,7 @@ def import_file(
     *,
     fmt: str | None = None,
     progress: Progress | None = None,
+    allow_text_fallback: bool = False,
 ) -> LoadResult:
     """Load a CSV/Parquet file into model `model_name`, creating the managed model and its table on
     first use (types inferred by DuckDB) and upserting by primary key afterwards. A model that is a
@@ -130,7 +137,9 @@ def import_file(
         except sa.exc.DBAPIError as exc:
             raise Invalid(f"file: {str(exc.orig).splitlines()[0]}", field="file")
     select_sql, columns = _portable_select(described, reader)
-    return _load(ctx, workspace_id, model_name, primary_key, select_sql, params, columns, progress)
+    return _load(
+        ctx, workspace_id, model_name, primary_key, select_sql, params, columns, progress, allow_text_fallback
+    )
 
 
 def _load(
@@ -142,6 +151,7 @@ def _load(
     params: dict[str, Any],
     columns: list[Column],
     progress: Progress,
+    allow_text_fallback: bool = False,
 ) -> LoadResult:
     source = get_source(ctx)
     by_name = {c.name: c for c in columns}
@@ -173,14 +183,19 @@ def _load(
         with source.begin() as conn:
             target_cols = source.table_columns(conn, ref)
             added: list[str] = []
+            known = {c.name.lower(): c for c in target_cols or ()}
+            new = [c for c in columns if c.name.lower() not in known]
+            with _duck_reader(ctx) if not source.is_duckdb else nullcontext(conn) as duck:
+                # Nothing is guessed silently: a value that does not fit its column names its row,
+                # and a new column that only text can hold because of a few rows is refused.
+                _check_values_fit(duck, select_sql, params, columns, known)
+                fallbacks = _text_fallbacks(duck, select_sql, params, new, allow_text_fallback)
             if target_cols is None:
                 create_table(conn, ref, columns, pk)
             else:
-                known = {c.name.lower() for c in target_cols}
-                missing = [c for c in columns if c.name.lower() not in known]
-                if missing and not model.managed:
-                    raise Invalid(f"file: table {ref} has no column '{missing[0].name}'", field="file")
-                for c in missing:
+                if new and not model.managed:
+                    raise Invalid(f"file: table {ref} has no column '{new[0].name}'", field="file")
+                for c in new:
                     _add_column(conn, ref, c)
                     added.append(c.name)
             inserted, updated, total = transfer(
@@ -195,8 +210,113 @@ def _load(
             updated=updated,
             created=created,
             columns_added=added,
+            column_types={c.name: c.kind for c in new},
+            text_fallbacks=fallbacks,
         )
     return result
+
+
+#: How a value is tested against a column kind, in DuckDB (NULL always fits).
+_FITS = {
+    "integer": "TRY_CAST({c} AS DOUBLE) = floor(TRY_CAST({c} AS DOUBLE))",
+    "number": "TRY_CAST({c} AS DOUBLE) IS NOT NULL",
+    "boolean": "TRY_CAST({c} AS BOOLEAN) IS NOT NULL",
+    "timestamp": "TRY_CAST({c} AS TIMESTAMPTZ) IS NOT NULL",
+    "date": "TRY_CAST({c} AS DATE) IS NOT NULL",
+}
+_KIND_WORDS = {
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "timestamp": "a timestamp",
+    "date": "a date",
+}
+
+
+def _numbered(select_sql: str) -> str:
+    return f"(SELECT row_number() OVER () AS _ov_row, * FROM ({select_sql}))"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _check_values_fit(
+    duck: sa.Connection,
+    select_sql: str,
+    params: dict[str, Any],
+    columns: Sequence[Column],
+    target: dict[str, Column],
+) -> None:
+    """Every value of a column the model already has must fit its type as it is: the first one that
+    does not is a 422 naming its row, column and value (`1.5` is not stored in an integer column as
+    `2`, `abc` not reported as a failed write)."""
+    for column in columns:
+        existing = target.get(column.name.lower())
+        if existing is None or existing.kind not in _FITS:
+            continue
+        q = _quote(column.name)
+        bad = duck.execute(
+            sa.text(
+                f"SELECT _ov_row, CAST({q} AS VARCHAR) FROM {_numbered(select_sql)} "
+                f"WHERE {q} IS NOT NULL AND NOT coalesce({_FITS[existing.kind].format(c=q)}, false) "
+                "ORDER BY _ov_row LIMIT 1"
+            ),
+            params,
+        ).first()
+        if bad is not None:
+            raise Invalid(
+                f"file: row {bad[0]}, column '{column.name}': {bad[1]!r} is not {_KIND_WORDS[existing.kind]} "
+                f"(the model's column is {existing.kind}); nothing was written",
+                field="file",
+            )
+
+
+def _text_fallbacks(
+    duck: sa.Connection,
+    select_sql: str,
+    params: dict[str, Any],
+    new: Sequence[Column],
+    allowed: bool,
+) -> dict[str, list[int]]:
+    """A new column inferred as text although most of its values are numbers, booleans or timestamps
+    was forced to text by a few rows: refuse, naming them (unless `allowed`: then report them)."""
+    found: dict[str, list[int]] = {}
+    for column in new:
+        if column.kind != "string":
+            continue
+        q = _quote(column.name)
+        kinds = ("number", "boolean", "timestamp")
+        counts = duck.execute(
+            sa.text(
+                f"SELECT count({q}), "
+                + ", ".join(f"count(*) FILTER (WHERE {_FITS[k].format(c=q)})" for k in kinds)
+                + f" FROM ({select_sql})"
+            ),
+            params,
+        ).one()
+        present = int(counts[0])
+        for kind, fits in zip(kinds, counts[1:], strict=True):
+            if present and int(fits) * 2 >= present and int(fits) < present:
+                rows = duck.execute(
+                    sa.text(
+                        f"SELECT _ov_row, CAST({q} AS VARCHAR) FROM {_numbered(select_sql)} "
+                        f"WHERE {q} IS NOT NULL AND NOT coalesce({_FITS[kind].format(c=q)}, false) "
+                        "ORDER BY _ov_row LIMIT 5"
+                    ),
+                    params,
+                ).all()
+                if not allowed:
+                    shown = ", ".join(f"row {n} ({v!r})" for n, v in rows)
+                    raise Invalid(
+                        f"file: new column '{column.name}' would be stored as text: its values are "
+                        f"{kind}s except {present - int(fits)} of them, e.g. {shown}; fix those rows, or "
+                        "pass --allow-text-fallback to store the column as text",
+                        field="file",
+                    )
+                found[column.name] = [int(n) for n, _ in rows]
+                break
+    return found
 
 
 def _table_ref(model: EntityModel) -> TableRef:

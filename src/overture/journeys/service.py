@@ -49,7 +49,7 @@ from overture.journeys.schemas import (
     RunCounts,
     StatsRead,
 )
-from overture.runtime import jobs, scheduler
+from overture.runtime import deliveries, jobs, scheduler
 from overture.runtime.models import Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ RUN_JOB = "journeys.run"
 SCHEDULED_JOB = "journeys.scheduled"
 DROP_TABLES_JOB = "journeys.drop_member_tables"
 RUNS_LISTED = 50
+#: The outbox `source_kind` of the messages a run's sync tiles owe (their `source_id` is the run).
+SYNC_SOURCE = "journey_run"
 
 
 class InvalidJourney(Invalid):
@@ -268,6 +270,11 @@ def delete_journey(session: Session, journey_id: str) -> None:
         )
     ):
         _cancel_job_of(session, run.id)
+    # Messages its syncs still owe are not sent for a journey that no longer exists.
+    runs = sa.select(JourneyRun.id).where(JourneyRun.journey_id == journey.id)
+    deliveries.cancel_owed(
+        session, source_kind=SYNC_SOURCE, source_ids=runs, reason="the journey was deleted"
+    )
     scheduler.remove_schedule(session, schedule_owner(journey.id))
     jobs.enqueue_job(
         session,

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
+from overture.db.dialects import rowcount
 from overture.db.session import Session
 from overture.runtime.models import OutboxMessage, OutboxStatus
 
@@ -66,13 +68,49 @@ def list_messages(
     *,
     status: str | None = None,
     possible_duplicate: bool | None = None,
+    destination_id: str | None = None,
+    source_kind: str | None = None,
+    source_id: str | None = None,
+    before_id: int | None = None,
     limit: int = 100,
 ) -> list[OutboxMessage]:
-    """The workspace's newest messages, optionally of one state or only the possible duplicates."""
+    """The workspace's newest messages (newest first), filtered by state, possible duplicates,
+    destination and the object that caused them; `before_id` pages on (keyset, by id)."""
     query = sa.select(OutboxMessage).where(OutboxMessage.workspace_id == session.workspace_id)
     if status is not None:
         query = query.where(OutboxMessage.status == status)
     if possible_duplicate is not None:
         query = query.where(OutboxMessage.possible_duplicate.is_(possible_duplicate))
+    if destination_id is not None:
+        query = query.where(OutboxMessage.destination_id == destination_id)
+    if source_kind is not None:
+        query = query.where(OutboxMessage.source_kind == source_kind)
+    if source_id is not None:
+        query = query.where(OutboxMessage.source_id == source_id)
+    if before_id is not None:
+        query = query.where(OutboxMessage.id < before_id)
     query = query.order_by(OutboxMessage.id.desc()).limit(max(1, min(limit, MAX_LIST)))
     return list(session.scalars(query))
+
+
+#: Messages not yet handed to a receiver: waiting, or left `unknown` by a dispatcher that died.
+OWED = (OutboxStatus.PENDING, OutboxStatus.UNKNOWN)
+CANCELLED = "cancelled: "
+
+
+def cancel_owed(session: Session, *, source_kind: str, source_ids: Any, reason: str) -> int:
+    """Give up the messages still owed for these source objects (`source_ids`: ids, or a SELECT of
+    them): `failed`, `last_error` "cancelled: <reason>", in the caller's transaction. A message in
+    flight (`sending`) finishes its attempt. Returns how many were cancelled."""
+    result = session.execute(
+        sa.update(OutboxMessage)
+        .where(
+            OutboxMessage.workspace_id == session.workspace_id,
+            OutboxMessage.source_kind == source_kind,
+            OutboxMessage.source_id.in_(source_ids),
+            OutboxMessage.status.in_(OWED),
+        )
+        .values(status=OutboxStatus.FAILED, last_error=CANCELLED + reason, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result)

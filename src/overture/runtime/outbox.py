@@ -297,6 +297,32 @@ def _claim(ctx: AppContext, limit: int, lease: timedelta, *, unknown: bool = Tru
     return claimed
 
 
+class _RateLimitedLog:
+    """At most `limit` warnings per `window` seconds in this process (a destination that refuses
+    everything must not flood the log); the next window starts with how many were left out."""
+
+    def __init__(self, limit: int = 20, window: float = 60.0) -> None:
+        self.limit, self.window = limit, window
+        self._lock = threading.Lock()
+        self._start, self._count, self._dropped = 0.0, 0, 0
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._start >= self.window:
+                if self._dropped:
+                    log.warning("outbox: %d more permanent failure(s) not logged", self._dropped)
+                self._start, self._count, self._dropped = now, 0, 0
+            if self._count >= self.limit:
+                self._dropped += 1
+                return
+            self._count += 1
+        log.warning(message, *args)
+
+
+_failures = _RateLimitedLog()
+
+
 _FENCE = sa.and_(
     _table.c.id == sa.bindparam("b_id"),
     _table.c.attempts == sa.bindparam("b_attempts"),
@@ -405,6 +431,12 @@ def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outco
             if outcome.status == "retry":
                 error = _error(f"gave up after {claimed.tries} attempts: {outcome.error}")
             failed.append({**fence, "b_error": error})
+            _failures.warning(
+                "outbox: message %s to destination %s failed permanently: %s",
+                claimed.idempotency_key,
+                claimed.destination_id,
+                error,
+            )
     with ctx.transaction() as session:
         if sent:
             session.execute(
