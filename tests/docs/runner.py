@@ -87,9 +87,12 @@ class Shell:
     def run(self, block: Block, timeout: float = 600) -> tuple[bool, str]:
         self.failures.write_text("")
         code = block.code.replace(DOC_PORT, f"127.0.0.1:{self.port}")
+        # What a reader's terminal keeps between pastes: variables (arrays too) and functions.
         script = (
-            f"set -a\nsource .docs-prelude.sh\nsource {self.state.name}\n"
-            f"{code}\nexport -p > {self.state.name}.new\n"
+            f"set -a\nsource {self.state.name}\nsource .docs-prelude.sh\n{code}\n"
+            f"{{ export -p; for v in $(compgen -A arrayvar); do case $v in BASH*|FUNCNAME|GROUPS|"
+            f"PIPESTATUS|DIRSTACK|COMP*) ;; *) declare -p $v;; esac; done; declare -f; }} "
+            f"> {self.state.name}.new\n"
         )
         # Output goes to files, not pipes: a block may leave a process running in the background
         # (`overture dev receiver &`), which keeps its output open. Each block is a process group
