@@ -331,7 +331,13 @@ def serve(
 
     logging_config = log_config(ctx.settings.log_format)
     if workers == 1:
-        uvicorn.run(create_app(ctx, run_migrations=False), host=host, port=port, log_config=logging_config)
+        uvicorn.run(
+            create_app(ctx, run_migrations=False),
+            host=host,
+            port=port,
+            log_config=logging_config,
+            access_log=ctx.settings.log_format != "json",  # JSON: the app logs requests, with their id
+        )
         return
     # Several processes: each builds its app from the same settings (the factory), and counts its
     # metrics into files in one directory that `GET /metrics` adds up (prometheus-client).
@@ -347,6 +353,7 @@ def serve(
         port=port,
         workers=workers,
         log_config=logging_config,
+        access_log=ctx.settings.log_format != "json",
     )
 
 

@@ -28,6 +28,7 @@ from overture.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from overture.runtime.models import Job, JobStatus, OutboxMessage
 
 REQUEST_ID_HEADER = "x-request-id"
+access = logging.getLogger("overture.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("overture_request_id", default=None)
 #: Run durations, seconds: from a tenth of a second to an hour.
@@ -40,8 +41,10 @@ class RequestMiddleware:
     back in `X-Request-ID`, and records latency and status by route template (never by raw path,
     whose ids would explode the label set)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, access_log: bool = False) -> None:
         self.app = app
+        # With JSON logs the access line is written here, where the request id is known.
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,8 +70,11 @@ class RequestMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "GET")
-            HTTP_LATENCY.labels(method=method, route=template).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            HTTP_LATENCY.labels(method=method, route=template).observe(elapsed)
             HTTP_REQUESTS.labels(method=method, route=template, status=str(status)).inc()
+            if self.access_log:
+                access.info('"%s %s" %d %.1f ms', method, scope.get("path", ""), status, elapsed * 1000.0)
             request_id.reset(token)
 
 
@@ -143,7 +149,7 @@ def _utc(value: Any) -> Any:
 
 def install(app: FastAPI, ctx: AppContext) -> None:
     """The middleware and `GET /metrics` on `app`."""
-    app.add_middleware(RequestMiddleware)
+    app.add_middleware(RequestMiddleware, access_log=ctx.settings.log_format == "json")
     database = DatabaseCollector(ctx)
 
     @app.get(
