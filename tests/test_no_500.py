@@ -59,10 +59,13 @@ def test_every_operation__hostile_input__never_500(
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", b'{"a": ' * 50])
-def test_malformed_json__422(client: TestClient, workspace: WorkspaceFixture, raw: bytes) -> None:
+def test_malformed_json__400_saying_where(
+    client: TestClient, workspace: WorkspaceFixture, raw: bytes
+) -> None:
     r = client.post(
         f"/api/v1/workspaces/{workspace.id}/keys",
         content=raw,
         headers={**workspace.headers, "Content-Type": "application/json"},
     )
-    assert r.status_code == 422
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "malformed_json" and "line 1, column" in r.json()["detail"]

@@ -66,7 +66,7 @@ def test_post_events__one_bad_event__422_and_nothing_stored(
         },
     )
     assert r.status_code == 422
-    assert r.json()["detail"].startswith("events.1.")
+    assert r.json()["detail"].startswith("events[1].")
     assert _events_of(ctx, workspace.id) == []
 
 

@@ -216,9 +216,9 @@ def test_create__x_workspace_id_of_other_workspace__404(
             },
             "tiles[0].config.field_mapping[1].to",
         ),
-        ({"tiles": [{"id": "t", "type": "teleport"}]}, "tiles.0.type"),
-        ({"tiles": [{"id": "tile 1:x", "type": "entry"}]}, "tiles.0.id"),
-        ({"edges": [{"from": "a"}]}, "edges.0.to"),
+        ({"tiles": [{"id": "t", "type": "teleport"}]}, "tiles[0].type"),
+        ({"tiles": [{"id": "tile 1:x", "type": "entry"}]}, "tiles[0].id"),
+        ({"edges": [{"from": "a"}]}, "edges[0].to"),
         ({"colour": "blue"}, "colour"),
     ],
 )

@@ -148,7 +148,7 @@ def test_create_audience__inline_experiment__defaults_and_ids(api: Api, cid: str
         ({"variants": []}, "experiment.variants"),
         (
             {"variants": [{"paywall_id": "pw_original", "traffic_percentage": -5}]},
-            "experiment.variants.0.traffic_percentage",
+            "experiment.variants[0].traffic_percentage",
         ),
         (
             {
@@ -166,7 +166,7 @@ def test_create_audience__inline_experiment__defaults_and_ids(api: Api, cid: str
         ),
         (
             {"variants": [{"paywall_id": "pw_original", "percentage": 50}]},
-            "experiment.variants.0.traffic_percentage",
+            "experiment.variants[0].traffic_percentage",
         ),
     ],
 )
