@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from overture.db.base import new_id
 from overture.db.context import AppContext
 from overture.runtime.models import Job
-from tests.cli.helpers import OVERTURE, clean_env, free_port
+from tests.cli.helpers import OVERTURE, clean_env, serving
 from tests.conftest import WorkspaceFixture
 
 
@@ -106,38 +106,13 @@ def test_two_worker_processes__metrics_add_up_and_logs_are_json(tmp_path: Path) 
     log is a JSON object, request lines carrying their request id."""
     env = clean_env(OVERTURE_HOME=str(tmp_path), OVERTURE_RUN_WORKERS="false", OVERTURE_LOG_FORMAT="json")
     assert subprocess.run([OVERTURE, "migrate"], env=env, capture_output=True).returncode == 0
-    port = free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [OVERTURE, "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        import time
-
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline, (
-                    tmp_path / "serve.log"
-                ).read_text()
-                time.sleep(0.3)
+    with serving(tmp_path, "--workers", "2", env=env) as base:
         for i in range(60):  # a new connection each: the kernel spreads them over both processes
             httpx.get(f"{base}/healthz", headers={"X-Request-ID": f"req-{i}", "Connection": "close"})
         # One scrape, answered by one process, counts the requests both answered.
         scraped = _samples(httpx.get(f"{base}/metrics").text)
         total = _value(scraped, "overture_http_requests_total", method="GET", route="/healthz", status="200")
         assert total >= 61, total
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
     lines = [line for line in (tmp_path / "serve.log").read_text().splitlines() if line.startswith("{")]
     records = [json.loads(line) for line in lines]
     assert any(r.get("request_id") == "req-5" for r in records), lines[-5:]
