@@ -224,6 +224,13 @@ _FITS = {
     "timestamp": "TRY_CAST({c} AS TIMESTAMPTZ) IS NOT NULL",
     "date": "TRY_CAST({c} AS DATE) IS NOT NULL",
 }
+#: What a text value must look like to count as another kind when a new column's type is judged
+#: (stricter than DuckDB's casts: `y` and `1` are not booleans here).
+_LOOKS = {
+    "number": _FITS["number"],
+    "boolean": "lower(CAST({c} AS VARCHAR)) IN ('true', 'false')",
+    "timestamp": "TRY_CAST({c} AS TIMESTAMPTZ) IS NOT NULL",
+}
 _KIND_WORDS = {
     "integer": "a whole number",
     "number": "a number",
@@ -290,18 +297,19 @@ def _text_fallbacks(
         counts = duck.execute(
             sa.text(
                 f"SELECT count({q}), "
-                + ", ".join(f"count(*) FILTER (WHERE {_FITS[k].format(c=q)})" for k in kinds)
+                + ", ".join(f"count(*) FILTER (WHERE {_LOOKS[k].format(c=q)})" for k in kinds)
                 + f" FROM ({select_sql})"
             ),
             params,
         ).one()
         present = int(counts[0])
         for kind, fits in zip(kinds, counts[1:], strict=True):
-            if present and int(fits) * 2 >= present and int(fits) < present:
+            # Most values (three in four, at least two) look like `kind`, and some do not.
+            if int(fits) >= 2 and int(fits) * 4 >= present * 3 and int(fits) < present:
                 rows = duck.execute(
                     sa.text(
                         f"SELECT _ov_row, CAST({q} AS VARCHAR) FROM {_numbered(select_sql)} "
-                        f"WHERE {q} IS NOT NULL AND NOT coalesce({_FITS[kind].format(c=q)}, false) "
+                        f"WHERE {q} IS NOT NULL AND NOT coalesce({_LOOKS[kind].format(c=q)}, false) "
                         "ORDER BY _ov_row LIMIT 5"
                     ),
                     params,
