@@ -185,7 +185,7 @@ def _load(
             added: list[str] = []
             known = {c.name.lower(): c for c in target_cols or ()}
             new = [c for c in columns if c.name.lower() not in known]
-            with _duck_reader(ctx) if not source.is_duckdb else nullcontext(conn) as duck:
+            with duck_reader(ctx) if not source.is_duckdb else nullcontext(conn) as duck:
                 # Nothing is guessed silently: a value that does not fit its column names its row,
                 # and a new column that only text can hold because of a few rows is refused.
                 _check_values_fit(duck, select_sql, params, columns, known)
