@@ -170,6 +170,7 @@ def test_sign_in_every_main_page_and_sign_out(page: object, server: Server) -> N
         ("Paywalls", "paywalls"),
         ("Experiences", "experiences"),
         ("Batch", "batch"),
+        ("Broadcasts", "broadcasts"),
         ("Destinations", "destinations"),
         ("Deliveries", "deliveries"),
     ):

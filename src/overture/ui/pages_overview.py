@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from overture.batch import service_campaigns as batch_campaigns
+from overture.broadcasts import service as broadcasts
 from overture.delivery import service as destinations
 from overture.experiences import service as experiences
 from overture.journeys import service as journeys
@@ -46,6 +47,7 @@ def overview(request: Request, ctx: Ctx, user: User) -> HTMLResponse:
                 session, deleted=False, skip_child_groups=True, skip_child_experiences=True
             )
             view["batch_campaigns"] = batch_campaigns.list_campaigns(session)
+            view["broadcasts"] = broadcasts.list_broadcasts(session)
         if user.can("destinations:read"):
             dests = destinations.list_destinations(session)
             view["destinations"] = dests

@@ -40,6 +40,7 @@ PAGE_MODULES = [
     "overture.ui.pages_paywalls",
     "overture.ui.pages_experiences",
     "overture.ui.pages_batch",
+    "overture.ui.pages_broadcasts",
     "overture.ui.pages_destinations",
 ]
 #: Content Security Policy: scripts and styles only from /ui/static (no inline script, no eval), so
