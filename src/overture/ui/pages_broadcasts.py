@@ -56,19 +56,14 @@ def _view(session: Session, broadcast_id: str) -> dict[str, Any]:
 
 
 @router.get("/broadcasts/{broadcast_id}", response_class=HTMLResponse)
-def broadcast_page(request: Request, ctx: Ctx, user: User, broadcast_id: str) -> HTMLResponse:
-    user.caller.require("campaigns:read")
-    with unit(ctx, user) as session:
-        view = _view(session, broadcast_id)
-    return render(request, "broadcast.html", **view)
-
-
 @router.get("/broadcasts/{broadcast_id}/live", response_class=HTMLResponse)
-def live(request: Request, ctx: Ctx, user: User, broadcast_id: str) -> HTMLResponse:
+def broadcast_page(request: Request, ctx: Ctx, user: User, broadcast_id: str) -> HTMLResponse:
+    """The whole page, or (`/live`, polled while the execution runs) only its live section."""
     user.caller.require("campaigns:read")
     with unit(ctx, user) as session:
         view = _view(session, broadcast_id)
-    return render(request, "_broadcast_live.html", **view)
+    live = request.url.path.endswith("/live")
+    return render(request, "_broadcast_live.html" if live else "broadcast.html", **view)
 
 
 @router.post("/broadcasts/{broadcast_id}/{action}", response_class=HTMLResponse)
