@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,11 @@ def test_serve_first_run__prints_a_one_time_link_to_a_populated_dashboard(tmp_pa
             found = re.search(r"(http://127\.0\.0\.1:\d+/ui/signin/link\?token=[\w-]+)", line)
             link = found.group(1) if found else None
         printed = "".join(lines)
+        # Keep reading what the server prints (the demo journey logs every message it syncs): a full
+        # pipe would block the server's logging, and with it the server.
+        assert proc.stdout is not None
+        drain = proc.stdout
+        threading.Thread(target=lambda: [None for _ in drain], daemon=True).start()
         assert f"http://127.0.0.1:{port}/ui/" in printed
         while True:
             try:
@@ -44,7 +50,9 @@ def test_serve_first_run__prints_a_one_time_link_to_a_populated_dashboard(tmp_pa
             except httpx.TransportError:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
-        with httpx.Client(follow_redirects=True) as browser:
+        # The first page may render while the demo journey's first run is still syncing: a browser
+        # waits, and so does this client (httpx's default 5 s read timeout is not a browser's).
+        with httpx.Client(follow_redirects=True, timeout=60) as browser:
             page = browser.get(link)
             assert page.status_code == 200 and str(page.url).endswith("/ui/")
             assert "Welcome series" in page.text or ">3<" in page.text
