@@ -165,12 +165,18 @@ def update_offer(session: Session, offer_id: str, body: OfferUpdate) -> Offer:
     return offer
 
 
+def _refuse_if_listed(session: Session, model: Any, column: str, ref: str, what: str, user: str) -> None:
+    """409 while a row of `model` lists `ref` in its JSON id list `column` (the lists are small and
+    per workspace; JSON containment differs by dialect, so the check reads them)."""
+    for row in session.scalars(sa.select(model)):
+        if ref in getattr(row, column):
+            raise Conflict(f"{what} is used by {user} '{row.name}'; remove it there first")
+
+
 def delete_offer(session: Session, offer_id: str) -> None:
     """409 while a decision flow lists the offer (an empty list means "every active offer": no tie)."""
     offer = get_offer(session, offer_id)
-    for flow in session.scalars(sa.select(DecisionFlow)):
-        if offer.id in flow.offer_ids:
-            raise Conflict(f"offer is used by decision flow '{flow.name}'; remove it there first")
+    _refuse_if_listed(session, DecisionFlow, "offer_ids", offer.id, "offer", "decision flow")
     session.delete(offer)
     session.flush()
 
@@ -248,12 +254,8 @@ def update_channel(session: Session, channel_id: str, body: ChannelUpdate) -> Ba
 
 def delete_channel(session: Session, channel_id: str) -> None:
     channel = get_channel(session, channel_id)
-    for campaign in session.scalars(sa.select(BatchCampaign)):
-        if channel.id in campaign.channel_ids:
-            raise Conflict(f"batch channel is used by campaign '{campaign.name}'; remove it there first")
-    for offer in session.scalars(sa.select(Offer)):
-        if channel.id in offer.channels:
-            raise Conflict(f"batch channel is used by offer '{offer.name}'; remove it there first")
+    _refuse_if_listed(session, BatchCampaign, "channel_ids", channel.id, "batch channel", "campaign")
+    _refuse_if_listed(session, Offer, "channels", channel.id, "batch channel", "offer")
     session.delete(channel)
     session.flush()
 
