@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import ByteSize, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "OVERTURE_"
@@ -27,6 +27,10 @@ ACCEPTED: dict[str, str] = {
     "worker_concurrency": "a whole number from 1 to 64",
     "log_format": "text or json",
     "secret_key": "a random string of at least 32 characters, the same on every API process",
+    "body_limit": "a size in bytes, or with a unit such as 512KiB or 4MiB",
+    "body_limit_decision": "a size in bytes, or with a unit such as 512KiB or 4MiB",
+    "body_limit_events": "a size in bytes, or with a unit such as 512KiB or 4MiB",
+    "body_limit_import": "a size in bytes, or with a unit such as 512KiB or 4MiB",
 }
 
 
@@ -92,6 +96,22 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or as one JSON object each (with the request id)."
+    )
+    # Request bodies, by route class (docs/operations.md, "Limits"); larger bodies answer 413 unread.
+    body_limit: ByteSize = Field(
+        default=ByteSize(1024 * 1024),
+        description="Largest request body of a route without a class of its own.",
+    )
+    body_limit_decision: ByteSize = Field(
+        default=ByteSize(64 * 1024), description="Largest body of a decision (register, experience decide)."
+    )
+    body_limit_events: ByteSize = Field(
+        default=ByteSize(1024 * 1024),
+        description="Largest body of an SDK events batch, and of any request made with a public key.",
+    )
+    body_limit_import: ByteSize = Field(
+        default=ByteSize(32 * 1024 * 1024),
+        description="Largest body of a bulk import (records, events, experiences).",
     )
 
     @field_validator("egress_allow", mode="before")

@@ -39,6 +39,15 @@ def serving(
     home: Path, *args: str, env: dict[str, str] | None = None, log: Path | None = None
 ) -> Iterator[str]:
     """`overture serve` in its own process on a free port; yields its base URL once it answers."""
+    with server_process(home, *args, env=env, log=log) as (base, _proc):
+        yield base
+
+
+@contextmanager
+def server_process(
+    home: Path, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`serving`, yielding the process too (its pid, to watch its memory)."""
     port = free_port()
     out = (log or home / "serve.log").open("wb")
     proc = subprocess.Popen(
@@ -60,7 +69,7 @@ def serving(
                     raise AssertionError((log or home / "serve.log").read_text()) from None
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.2)
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ByteSize, TypeAdapter
 
 from overture.config import Settings
 from tests.cli.helpers import clean_env, run, serving
@@ -51,6 +52,8 @@ def _same(value: Any, form: str, home: Path) -> bool:
         return value == wanted
     if isinstance(value, bool):
         return value == (form.lower() in ("true", "1", "yes", "on"))
+    if isinstance(value, int) and re.search("[A-Za-z]", form):  # a size written with a unit: 4MiB
+        return value == TypeAdapter(ByteSize).validate_python(form)
     if form.startswith("./"):
         return Path(value) == Path(form)
     return str(value) == form
@@ -112,6 +115,7 @@ BAD = [
     ("OVERTURE_DATABASE_URL", "not a url", "not a database URL"),
     ("OVERTURE_DATA_URL", "nonsense://x", "unknown database kind 'nonsense'"),
     ("OVERTURE_LOG_FORMAT", "xml", "'text' or 'json'"),
+    ("OVERTURE_BODY_LIMIT", "lots", "could not parse value and unit"),
 ]
 
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from overture import __version__
-from overture.api import observability, openapi
+from overture.api import limits, observability, openapi
 from overture.api.errors import install_error_handlers
 from overture.api.tasks import import_all as import_all_tasks
 from overture.auth.router import router as auth_router
@@ -68,6 +68,7 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    limits.install(app, ctx)  # inside the observability middleware: its answers get request ids
     observability.install(app, ctx)
     openapi.install(app)
     _install_health(app, ctx)

@@ -57,6 +57,11 @@ def error_response(status: int, detail: str, code: str, **extra: Any) -> JSONRes
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def overture_error_response(exc: OvertureError) -> JSONResponse:
+    body = exc.to_dict()
+    return error_response(exc.status_code, body.pop("detail"), body.pop("code"), **body)
+
+
 def _is_json(content_type: str | None) -> bool:
     if not content_type:
         return True  # FastAPI parses a body without a type as JSON
@@ -80,8 +85,7 @@ def _where_json_broke(body: Any, offset: int) -> tuple[int, int, str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OvertureError)
     async def _overture_error(_request: Request, exc: OvertureError) -> JSONResponse:
-        body = exc.to_dict()
-        return error_response(exc.status_code, body.pop("detail"), body.pop("code"), **body)
+        return overture_error_response(exc)
 
     @app.exception_handler(sa.exc.DataError)
     async def _data_error(_request: Request, exc: sa.exc.DataError) -> JSONResponse:

@@ -17,7 +17,6 @@ from overture.api.errors import ErrorBody
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = "/docs-assets"
-SCHEME = "bearer"
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 OWN_ENVELOPE = ("/public/",)
 WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
@@ -33,16 +32,15 @@ _DESCRIPTIONS = {
 }
 
 
-def _authenticates(path: str, operation: dict[str, Any]) -> bool:
-    # register does its own checks on the event loop (see paywalls.router.decision_caller).
-    return "security" in operation or path.endswith("/register")
+def _authenticates(operation: dict[str, Any]) -> bool:
+    return "security" in operation
 
 
 def _errors_of(path: str, method: str, operation: dict[str, Any]) -> list[str]:
     codes = []
     has_body = "requestBody" in operation
     has_params = bool(operation.get("parameters")) or has_body
-    if _authenticates(path, operation):
+    if _authenticates(operation):
         codes += ["401", "403"]
     if "{" in path:
         codes.append("404")
@@ -87,8 +85,6 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     "description": described if described and code != "422" else _DESCRIPTIONS[code],
                     "content": {"application/json": {"schema": ERROR_REF}},
                 }
-            if path.endswith("/register"):
-                operation["security"] = [{SCHEME: []}]
     # FastAPI's default 422 schema is not what the server sends: drop it where nothing uses it.
     if "HTTPValidationError" not in str(schema.get("paths")):
         for unused in ("HTTPValidationError", "ValidationError"):

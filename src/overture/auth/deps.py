@@ -36,8 +36,17 @@ def caller_of_token(ctx: AppContext, token: str | None) -> Caller:
     return _authenticator(ctx).authenticate(token)
 
 
+def cached_caller_of_token(ctx: AppContext, token: str | None) -> Caller | None:
+    """The caller when resolving `token` needs no I/O (see `KeyAuthenticator.cached`), else None."""
+    return _authenticator(ctx).cached(token)
+
+
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
+    return token_of_header(request.headers.get("authorization"))
+
+
+def token_of_header(header: str | None) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header (None without one; 401 for another form)."""
     if not header:
         return None
     scheme, _, token = header.partition(" ")

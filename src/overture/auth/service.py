@@ -161,6 +161,21 @@ class KeyAuthenticator:
             for digest in [d for d, c in self._cache.items() if c.caller.workspace_id == workspace_id]:
                 del self._cache[digest]
 
+    def cached(self, token: str | None) -> Caller | None:
+        """The caller of a key answered from memory, or None when `authenticate` would touch the
+        database (a cache miss, a revocation poll or a last-used stamp due): callers on an event
+        loop then run `authenticate` in a thread."""
+        if not token or len(token) > 200:
+            return None
+        if self._poll and time.monotonic() - self._polled_at >= REVOCATION_POLL_SECONDS:
+            return None
+        cached = self._cache.get(hash_key(token))
+        if cached is None or cached.last_used_at is None:
+            return None
+        if self._clock.now() - cached.last_used_at > LAST_USED_RESOLUTION:
+            return None
+        return cached.caller
+
     def authenticate(self, token: str | None) -> Caller:
         if not token or not token.startswith(("sk_", "pk_")) or len(token) > 200:
             raise Unauthorized("missing or malformed API key")

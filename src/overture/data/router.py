@@ -58,7 +58,9 @@ def delete_model(id: str, model_id: str, caller: ModelsWrite, db: DbSession) -> 
     return Response(status_code=204)
 
 
-@router.post("/models/{model_id}/records", response_model=RecordsResult)
+@router.post(
+    "/models/{model_id}/records", response_model=RecordsResult, openapi_extra={"x-body-limit": "import"}
+)
 def upsert_records(id: str, model_id: str, body: RecordsIn, caller: ModelsWrite, ctx: Ctx) -> object:
     """Upsert up to 10,000 records by primary key, all or nothing (413 above that)."""
     # A read transaction only: the write goes to the data source, not the application database.
@@ -72,7 +74,7 @@ def get_record(id: str, model_id: str, key: str, caller: ModelsRead, db: DbSessi
     return records_service.get_record(db, model_id, key)
 
 
-@router.post("/events", response_model=EventsResult)
+@router.post("/events", response_model=EventsResult, openapi_extra={"x-body-limit": "import"})
 def record_events(id: str, body: EventsIn, caller: EventsWrite, ctx: Ctx) -> object:
     """Append up to 10,000 events (public keys may call this)."""
     return EventsResult(accepted=events_service.record_events(ctx, caller.workspace_id, body.events))

@@ -223,14 +223,14 @@ def list_importable(
     )
 
 
-@router.post("/import", response_model=list[ExperienceRead])
+@router.post("/import", response_model=list[ExperienceRead], openapi_extra={"x-body-limit": "import"})
 def import_experiences(body: ImportBody, caller: Write, db: DbSession) -> object:
     """Import as draft orphans, idempotently by (provider, externalId)."""
     return [service.read_one(db, e) for e in providers.import_experiences(db, body)]
 
 
 # -- events, candidates, decisions ----------------------------------------------------------------------
-@router.post("/events")
+@router.post("/events", openapi_extra={"x-body-limit": "events"})
 def record_events(body: EventsBody, caller: EventsCaller, db: DbSession) -> dict[str, int]:
     """Delivery, impression and conversion events into the event stream (`eventId`: counted once)."""
     return events.record(db, body.events)
@@ -270,7 +270,7 @@ async def candidates(
     return await _candidates(request)
 
 
-@router.post("/decide", responses={200: {"model": DecisionRead}})
+@router.post("/decide", responses={200: {"model": DecisionRead}}, openapi_extra={"x-body-limit": "decision"})
 def decide(body: DecideBody, caller: DecideCaller, ctx: Ctx) -> Response:
     """Rank the candidates for one user and say why each other one lost (see docs/experiences.md)."""
     answer = decision_tables.decide_for(ctx, caller.workspace_id, body)

@@ -219,7 +219,7 @@ def _parse_events(raw: Any) -> list[EventIn]:
         raise RequestValidationError([{**e, "loc": ("events", *e["loc"])} for e in exc.errors()])
 
 
-@router.post("/events", response_model=EventsAccepted)
+@router.post("/events", response_model=EventsAccepted, openapi_extra={"x-body-limit": "events"})
 def send_events(
     id: str,
     caller: EventWriter,
@@ -240,6 +240,8 @@ decision_router = APIRouter(tags=["paywalls"])
 # header, body and a sub-dependency) costs more per request than everything else register does.
 # The OpenAPI document still describes the path parameter, the header and the body exactly.
 _REGISTER_OPENAPI: dict[str, Any] = {
+    "security": [{"bearer": []}],  # checked by decision_caller (and before the body is read)
+    "x-body-limit": "decision",
     "parameters": [
         {
             "name": "id",
