@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ByteSize, Field, ValidationError, field_validator
+from pydantic import ByteSize, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "OVERTURE_"
@@ -31,6 +31,14 @@ ACCEPTED: dict[str, str] = {
     "body_limit_decision": "a size in bytes, or with a unit such as 512KiB or 4MiB",
     "body_limit_events": "a size in bytes, or with a unit such as 512KiB or 4MiB",
     "body_limit_import": "a size in bytes, or with a unit such as 512KiB or 4MiB",
+    "worker_poll_seconds": "a number of seconds from 0.01 to 300",
+    "worker_lease_seconds": "a whole number of seconds from 2 to 86400",
+    "worker_heartbeat_seconds": "a number of seconds above 0, less than OVERTURE_WORKER_LEASE_SECONDS",
+    "retention_jobs_days": "a whole number of days, 0 to keep forever",
+    "retention_outbox_days": "a whole number of days, 0 to keep forever",
+    "retention_runs_days": "a whole number of days, 0 to keep forever",
+    "retention_cap_sessions_days": "a whole number of days, 0 to keep forever",
+    "retention_batch": "a whole number from 10 to 100000",
 }
 
 
@@ -113,6 +121,38 @@ class Settings(BaseSettings):
         default=ByteSize(32 * 1024 * 1024),
         description="Largest body of a bulk import (records, events, experiences).",
     )
+    worker_poll_seconds: float | None = Field(
+        default=None,
+        ge=0.01,
+        le=300,
+        description="How often idle job threads and the dispatcher look for due work. Default: 1 on "
+        "SQLite, 10 on PostgreSQL (where LISTEN/NOTIFY wakes them as soon as work is enqueued).",
+    )
+    worker_lease_seconds: int = Field(
+        default=60,
+        ge=2,
+        le=86400,
+        description="How long a claimed job or message stays with its worker "
+        "without a heartbeat; a dead worker's work is taken over after it.",
+    )
+    worker_heartbeat_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="How often a worker extends its leases. Default: a third of the lease.",
+    )
+    retention_jobs_days: int = Field(default=7, ge=0, description="Finished jobs are deleted after this.")
+    retention_outbox_days: int = Field(
+        default=30,
+        ge=0,
+        description="Sent and failed outbox messages are deleted this long after the last attempt.",
+    )
+    retention_runs_days: int = Field(
+        default=90, ge=0, description="Finished journey runs are deleted after it."
+    )
+    retention_cap_sessions_days: int = Field(
+        default=30, ge=0, description="Per-session paywall cap counters are deleted this long after a change."
+    )
+    retention_batch: int = Field(default=1000, ge=10, le=100_000, description="Rows per retention DELETE.")
 
     @field_validator("egress_allow", mode="before")
     @classmethod
@@ -139,6 +179,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"'{cidr}' is not a CIDR range") from None
         return value
 
+    @field_validator("worker_heartbeat_seconds")
+    @classmethod
+    def _heartbeat_within_lease(cls, value: float | None, info: ValidationInfo) -> float | None:
+        lease = info.data.get("worker_lease_seconds")
+        if value is not None and lease is not None and value >= lease:
+            raise ValueError(f"must be less than OVERTURE_WORKER_LEASE_SECONDS ({lease})")
+        return value
+
     @field_validator("database_url", "data_url")
     @classmethod
     def _check_urls(cls, value: str | None) -> str | None:
@@ -151,6 +199,11 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_data_url(self) -> str:
         return self.data_url or f"duckdb:///{(self.home / 'data.duckdb').resolve()}"
+
+    @cached_property
+    def heartbeat_seconds(self) -> float:
+        """Seconds between lease extensions (the setting, or a third of the lease)."""
+        return self.worker_heartbeat_seconds or self.worker_lease_seconds / 3
 
     def ensure_home(self) -> Path:
         try:

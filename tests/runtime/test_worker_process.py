@@ -65,7 +65,12 @@ def test_worker_once__dispatches_due_messages__prints_counts(tmp_path: Path) -> 
     )
     # Then it sent them all and said so in one JSON object.
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == {"slots_fired": 0, "jobs_run": 0, "messages_processed": 25}
+    assert json.loads(out.stdout) == {
+        "slots_fired": 0,
+        "jobs_run": 0,
+        "messages_processed": 25,
+        "rows_pruned": 0,
+    }
     with ctx.transaction(write=False) as session:
         statuses = session.execute(sa.select(OutboxMessage.status).distinct()).scalars().all()
     assert statuses == [OutboxStatus.SENT]

@@ -1,4 +1,4 @@
-"""The modules whose `@job_handler`s every job-running process must import.
+"""The modules whose `@job_handler`s (and retention rules) every job-running process must import.
 
 The runtime cannot import surfaces (layers run one way), so each surface appends its `tasks`
 module here, and the app, `overture worker` and `overture serve` call `import_all()` at start."""
@@ -13,6 +13,7 @@ TASK_MODULES: list[str] = [
     "overture.batch.tasks",
     "overture.experiences.tasks",
     "overture.broadcasts.tasks",
+    "overture.paywalls.tasks",
 ]
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "dialect_name",
     "driver_datetime",
     "driver_insert_sql",
+    "greatest",
     "has_notify",
     "insert",
     "is_postgres",
@@ -125,3 +126,11 @@ def seconds_between(bind: Bind, start: Any, end: Any) -> Any:
     if is_postgres(bind):
         return sa.func.extract("epoch", end - start)
     return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
+
+
+def greatest(bind: Bind, *values: Any) -> Any:
+    """The largest of `values`, as a SQL expression.
+
+    - PostgreSQL: `greatest(...)`.
+    - SQLite: the scalar `max(...)` (with two or more arguments it is not the aggregate)."""
+    return sa.func.greatest(*values) if is_postgres(bind) else sa.func.max(*values)

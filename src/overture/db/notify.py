@@ -28,6 +28,8 @@ class ChangeBus:
     def __init__(self) -> None:
         self._listeners: dict[str, list[Listener]] = defaultdict(list)
         self._lock = threading.Lock()
+        #: id(engine) -> (callers listening, the function that stops its relay thread)
+        self._relays: dict[int, tuple[int, Callable[[], None] | None]] = {}
 
     def subscribe(self, topic: str, listener: Listener) -> None:
         with self._lock:
@@ -45,14 +47,36 @@ class ChangeBus:
     def publish_on_commit(self, session: Session, topic: str, payload: str) -> None:
         """Announce a change when `session` commits: NOTIFY other processes (PostgreSQL delivers it
         at commit) and, after commit, tell this process's listeners. Nothing if it rolls back."""
+        changes = session.info.setdefault("overture_changes", set())
+        if (topic, payload) in changes:  # once per transaction is enough
+            return
         dialects.notify(session, PG_CHANNEL, f"{topic}:{payload}")
-        session.info.setdefault("overture_changes", set()).add((topic, payload))
+        changes.add((topic, payload))
 
     def start_listening(self, engine: sa.Engine) -> Callable[[], None]:
         """Relay other processes' NOTIFYs on this engine's database to local listeners, in one
-        background thread. Returns the function that stops it (a no-op on SQLite)."""
+        background thread per engine however many callers ask (the API and an embedded runtime
+        share it). Returns the function that releases it (a no-op on SQLite)."""
         if not dialects.has_notify(engine):
             return lambda: None
+        with self._lock:
+            count, stopper = self._relays.get(id(engine), (0, None))
+            if stopper is None:
+                stopper = self._start_relay(engine)
+            self._relays[id(engine)] = (count + 1, stopper)
+
+        def release() -> None:
+            with self._lock:
+                count, current = self._relays.pop(id(engine), (0, None))
+                if count > 1:
+                    self._relays[id(engine)] = (count - 1, current)
+                    return
+            if current is not None:
+                current()
+
+        return release
+
+    def _start_relay(self, engine: sa.Engine) -> Callable[[], None]:
         stop = threading.Event()
         wake_r, wake_w = os.pipe()  # lets stop() interrupt the select at once
         thread = threading.Thread(

@@ -1,15 +1,21 @@
-"""Work the runtime executes for journeys: runs (manual or scheduled) and dropping member tables."""
+"""Work the runtime executes for journeys: runs (manual or scheduled), dropping member tables, and
+the retention of finished runs."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
+import sqlalchemy as sa
+
+from overture.config import Settings
 from overture.data.source import get_source
 from overture.db.context import AppContext
 from overture.journeys import runner, service
-from overture.journeys.lifecycle import RUNNABLE, RunTrigger
+from overture.journeys.lifecycle import RUN, RUNNABLE, RunTrigger
 from overture.journeys.members.tables import MemberStore
-from overture.journeys.models import Journey
+from overture.journeys.models import Journey, JourneyRun
+from overture.runtime import retention
 from overture.runtime.jobs import JobContext, job_handler
 
 log = logging.getLogger(__name__)
@@ -45,3 +51,17 @@ def drop_member_tables(ctx: AppContext, job: JobContext) -> None:
     store = MemberStore(get_source(ctx), str(job.payload["workspace_id"]), str(job.payload["journey_id"]))
     with store.source.begin() as conn:
         store.drop(conn)
+
+
+def _old_runs(now: datetime, settings: Settings) -> sa.ColumnElement[bool] | None:
+    """Finished runs older than OVERTURE_RETENTION_RUNS_DAYS, except each journey's last run (its
+    `last_run_id`, shown with the journey). A pending or running run is never finished."""
+    cutoff = retention.older_than(settings.retention_runs_days, now)
+    if cutoff is None:
+        return None
+    runs, journeys = JourneyRun.__table__.c, Journey.__table__.c
+    last = sa.select(journeys.last_run_id).where(journeys.last_run_id.is_not(None))
+    return sa.and_(runs.status.in_(sorted(RUN.terminal)), runs.finished_at < cutoff, runs.id.not_in(last))
+
+
+retention.register(retention.Rule("journey_runs", JourneyRun.__table__, _old_runs))  # type: ignore[arg-type]

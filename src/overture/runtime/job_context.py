@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from overture.config import Settings
 from overture.db.context import AppContext
 from overture.db.dialects import rowcount
 from overture.db.session import Session
@@ -35,6 +36,15 @@ __all__ = [
 
 #: How long a claim is held without a heartbeat. Workers heartbeat running jobs automatically.
 DEFAULT_LEASE = timedelta(seconds=60)
+
+
+def heartbeat_seconds(settings: Settings, lease: timedelta) -> float:
+    """How often a lease of `lease` is extended: OVERTURE_WORKER_HEARTBEAT_SECONDS (default a third
+    of OVERTURE_WORKER_LEASE_SECONDS), or a third of `lease` when that is shorter than the beat."""
+    beat = settings.heartbeat_seconds
+    return beat if beat < lease.total_seconds() else lease.total_seconds() / 3
+
+
 _jobs: sa.Table = Job.__table__  # type: ignore[assignment]  # Core statements on the hot path
 _SUCCEED = JOB.transition(JobStatus.RUNNING, JobStatus.SUCCEEDED)
 

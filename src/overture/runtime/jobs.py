@@ -25,12 +25,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session as _OrmSession
 
 from overture.clock import ASAP
 from overture.db import dialects
 from overture.db.base import new_id
 from overture.db.dialects import rowcount
+from overture.db.notify import bus
 from overture.db.session import Session
 from overture.runtime.job_context import (
     DEFAULT_LEASE,
@@ -62,8 +62,10 @@ __all__ = [
     "job_wakeup",
 ]
 
-#: Set after a transaction that enqueued a job commits, so idle workers in this process wake up.
+#: Set after a transaction that enqueued a job commits (in this process, or in another one on
+#: PostgreSQL: `TOPIC` is NOTIFYed), so idle job threads wake up.
 job_wakeup = threading.Event()
+TOPIC = "jobs"
 _CANCEL = (JobStatus.QUEUED, JOB.transition(JobStatus.QUEUED, JobStatus.CANCELLED))
 
 
@@ -134,14 +136,12 @@ def enqueue_job_created(
         if session.execute(stmt).scalar() is None:
             existing = session.execute(sa.select(Job.id).where(Job.unique_key == unique_key)).scalar_one()
             return str(existing), False
-    session.info["overture_job_enqueued"] = True
+    bus.publish_on_commit(session, TOPIC, "")
     return job_id, True
 
 
-@sa.event.listens_for(_OrmSession, "after_commit")
-def _wake_workers(session: _OrmSession) -> None:
-    if session.info.pop("overture_job_enqueued", False):
-        job_wakeup.set()
+# An enqueue anywhere wakes this process's idle job threads: here after commit, elsewhere by NOTIFY.
+bus.subscribe(TOPIC, lambda _payload: job_wakeup.set())
 
 
 def cancel_job(session: Session, job_id: str) -> bool:

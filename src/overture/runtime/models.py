@@ -22,6 +22,7 @@ class Job(Base):
     __table_args__ = (
         sa.Index("ix_jobs_due", "status", "run_at"),
         sa.Index("ix_jobs_lease", "status", "locked_until"),
+        sa.Index("ix_jobs_finished", "status", "finished_at"),  # retention's range scan
     )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
@@ -89,3 +90,13 @@ class OutboxMessage(WorkspaceScoped, Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class OutboxPause(Base):
+    """A destination that answered `Retry-After`: no dispatcher, in any process, sends to it before
+    `paused_until`."""
+
+    __tablename__ = "outbox_pauses"
+
+    destination_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    paused_until: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

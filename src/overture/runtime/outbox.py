@@ -35,12 +35,14 @@ from overture.clock import ASAP
 from overture.db import dialects
 from overture.db.context import AppContext
 from overture.db.dialects import rowcount
+from overture.db.notify import bus
 from overture.db.session import now_of
 from overture.delivery.messages import Message, Outcome
 from overture.delivery.service import get_destination, send_batch
 from overture.errors import NotFound
+from overture.runtime.job_context import heartbeat_seconds
 from overture.runtime.job_runs import backoff_seconds
-from overture.runtime.models import OutboxMessage
+from overture.runtime.models import OutboxMessage, OutboxPause
 from overture.runtime.states import OUTBOX, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -64,9 +66,12 @@ MAX_CRASHES = 10
 MAX_ERROR_CHARS = 2000
 
 Sender = Callable[[AppContext, Any, Sequence[Message]], list[Outcome]]
-#: Set after a transaction that enqueued messages commits, so an idle dispatcher wakes up.
+#: Set after a transaction that enqueued messages commits (in this process, or in another one on
+#: PostgreSQL: `TOPIC` is NOTIFYed), so an idle dispatcher wakes up.
 outbox_wakeup = threading.Event()
+TOPIC = "outbox"
 _table: sa.Table = OutboxMessage.__table__  # type: ignore[assignment]  # Core executemany
+_pauses_table: sa.Table = OutboxPause.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +172,7 @@ def enqueue(session: Session, items: Iterable[OutboxItem]) -> int:
     finally:
         cursor.close()
     if inserted:
-        session.info["overture_outbox_enqueued"] = True
+        bus.publish_on_commit(session, TOPIC, "")
     return inserted
 
 
@@ -192,10 +197,8 @@ def _insert_chunk(cursor: Any, sql: str, rows: list[tuple[Any, ...]]) -> int:
     return int(cursor.rowcount)  # both drivers sum executemany's rows; conflicts count 0
 
 
-@sa.event.listens_for(Session, "after_commit")
-def _wake_dispatcher(session: Session) -> None:
-    if session.info.pop("overture_outbox_enqueued", False):
-        outbox_wakeup.set()
+# An enqueue anywhere wakes this process's dispatcher: here after commit, elsewhere by NOTIFY.
+bus.subscribe(TOPIC, lambda _payload: outbox_wakeup.set())
 
 
 # -- dispatcher ---------------------------------------------------------------------------------
@@ -219,9 +222,43 @@ class _Claimed:
 
 
 def _pauses(ctx: AppContext) -> dict[str, datetime]:
-    """Destinations that answered Retry-After, paused until then (per process)."""
+    """Destinations that answered Retry-After, paused until then: this process's copy of the
+    `outbox_pauses` table, refreshed at every claim and written through by `_pause`."""
     pauses: dict[str, datetime] = ctx.service("runtime.outbox.pauses", lambda _c: {})
     return pauses
+
+
+def _read_pauses(ctx: AppContext, session: Session, now: datetime) -> list[str]:
+    """The destinations paused now, by any dispatcher (the process's copy learns them)."""
+    rows = session.execute(
+        sa.select(_pauses_table.c.destination_id, _pauses_table.c.paused_until).where(
+            _pauses_table.c.paused_until > now
+        )
+    ).all()
+    pauses = _pauses(ctx)
+    pauses.update({str(d): until for d, until in rows})  # never emptied: other threads read it
+    for destination_id, until in list(pauses.items()):
+        if until <= now:
+            pauses.pop(destination_id, None)
+    return [str(d) for d, _ in rows]
+
+
+def _pause(ctx: AppContext, session: Session, pause_until: dict[str, datetime]) -> None:
+    """Record Retry-After pauses for every dispatcher (a later pause never shortens an earlier one)."""
+    stmt = dialects.insert(session, _pauses_table).values(
+        [{"destination_id": d, "paused_until": until} for d, until in pause_until.items()]
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[_pauses_table.c.destination_id],
+            set_={
+                "paused_until": dialects.greatest(
+                    session, _pauses_table.c.paused_until, stmt.excluded.paused_until
+                )
+            },
+        )
+    )
+    _pauses(ctx).update(pause_until)
 
 
 def recover_lost(ctx: AppContext) -> int:
@@ -268,9 +305,9 @@ def _claim(ctx: AppContext, limit: int, lease: timedelta, *, unknown: bool = Tru
     """Claim up to `limit` due messages: `unknown` ones (crash survivors) first when asked, then
     `pending` ones; each an index range scan in due order (Core statements: this is the hot path)."""
     now = ctx.clock.now()
-    paused = [d for d, until in _pauses(ctx).items() if until > now]
     claimed: list[_Claimed] = []
     with ctx.transaction() as session:
+        paused = _read_pauses(ctx, session, now)
         for status in _CLAIM_FROM if unknown else (OutboxStatus.PENDING,):
             want = limit - len(claimed)
             if want <= 0:
@@ -331,7 +368,7 @@ _FENCE = sa.and_(
 
 
 class _ClaimKeeper:
-    """One thread per context that extends the claims of messages being sent, every lease/3:
+    """One thread per context that extends the claims of messages being sent, every heartbeat:
     a slow receiver never makes another dispatcher think this one died (only a real crash opens
     the duplicate window). Extensions are fenced, so a recorded message is left alone."""
 
@@ -362,7 +399,7 @@ class _ClaimKeeper:
                 due = [
                     (token, fences, lease)
                     for token, (fences, lease, since) in self.claims.items()
-                    if now - since >= lease.total_seconds() / 3
+                    if now - since >= heartbeat_seconds(self.ctx.settings, lease)
                 ]
             for token, fences, lease in due:
                 try:
@@ -467,16 +504,16 @@ def _record(ctx: AppContext, batch: Sequence[_Claimed], outcomes: Sequence[Outco
                 .values(status=_FAILED, last_error=sa.bindparam("b_error"), locked_until=None),
                 failed,
             )
+        if pause_until:
+            _pause(ctx, session, pause_until)
     if ambiguous:
         log.warning(
             "outbox: %d message(s) may have been delivered (the response was lost); they will be "
             "resent flagged possible_duplicate",
             ambiguous,
         )
-    pauses = _pauses(ctx)
     for destination_id, until in pause_until.items():
         log.info("outbox: destination %s asked to wait; paused until %s", destination_id, until)
-        pauses[destination_id] = until
 
 
 def _release(ctx: AppContext, batch: Sequence[_Claimed], until: datetime) -> None:

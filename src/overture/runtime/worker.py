@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from overture.db import dialects
 from overture.db.context import AppContext
-from overture.runtime import outbox, scheduler
-from overture.runtime.job_context import DEFAULT_LEASE, JobContext
+from overture.db.notify import bus
+from overture.runtime import outbox, retention, scheduler
+from overture.runtime.job_context import JobContext, heartbeat_seconds
 from overture.runtime.job_runs import claim_batch, drain, execute, job_context, release, worker_name
 from overture.runtime.jobs import job_wakeup
 
@@ -27,6 +29,8 @@ __all__ = ["Runtime", "run_once"]
 
 #: After an unexpected error (database unreachable...), a loop waits this long before trying again.
 ERROR_PAUSE_SECONDS = 2.0
+#: Retention sweeps run this often (each deletes a bounded number of batches per rule).
+RETENTION_INTERVAL_SECONDS = 300.0
 
 
 @dataclass
@@ -43,9 +47,17 @@ class Runtime:
     run_scheduler: bool = True
     run_jobs: bool = True
     run_dispatcher: bool = True
-    poll_interval: float = 1.0
-    job_lease: timedelta = DEFAULT_LEASE
-    outbox_lease: timedelta = outbox.LEASE
+    #: How long idle job threads and the dispatcher sleep when nothing wakes them (None: the
+    #: OVERTURE_WORKER_POLL_SECONDS setting, by default 1 s on SQLite, 10 s on PostgreSQL).
+    poll_interval: float | None = None
+    #: Leases and their heartbeat (None: OVERTURE_WORKER_LEASE_SECONDS, _HEARTBEAT_SECONDS).
+    job_lease: timedelta | None = None
+    outbox_lease: timedelta | None = None
+    heartbeat: timedelta | None = None
+    #: Due schedule slots are looked for this often (time, not an enqueue, makes a slot due).
+    scheduler_interval: float = 1.0
+    #: Seconds between retention sweeps (in runtimes that run the scheduler); 0 disables them.
+    retention_interval: float = RETENTION_INTERVAL_SECONDS
     batch_size: int = outbox.BATCH_SIZE
     dispatch_limit: int = 500
     #: Jobs a job thread claims at once (one statement); the waiting ones are heartbeated.
@@ -56,14 +68,34 @@ class Runtime:
     _threads: list[threading.Thread] = field(default_factory=list, repr=False)
     _active: dict[str, JobContext] = field(default_factory=dict, repr=False)
     _started: bool = field(default=False, repr=False)
+    _stop_listening: Any = field(default=None, repr=False)
+
+    # Resolved from the fields above and the settings.
+    _poll: float = field(init=False, repr=False)
+    _job_lease: timedelta = field(init=False, repr=False)
+    _outbox_lease: timedelta = field(init=False, repr=False)
+    _heartbeat: timedelta = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        settings = self.ctx.settings
+        default_poll = 10.0 if dialects.has_notify(self.ctx.engine) else 1.0
+        self._poll = self.poll_interval or settings.worker_poll_seconds or default_poll
+        lease = timedelta(seconds=settings.worker_lease_seconds)
+        self._job_lease = self.job_lease or lease
+        self._outbox_lease = self.outbox_lease or lease
+        self._heartbeat = self.heartbeat or timedelta(seconds=heartbeat_seconds(settings, self._job_lease))
 
     def start(self) -> Runtime:
         if self._started:
             return self
         self._started = True
+        # On PostgreSQL, enqueues in other processes wake this one (NOTIFY); shared with the API's relay.
+        self._stop_listening = bus.start_listening(self.ctx.engine)
         loops: list[tuple[str, Any]] = []
         if self.run_scheduler:
             loops.append((f"{self.name}-scheduler", self._scheduler_loop))
+            if self.retention_interval > 0:
+                loops.append((f"{self.name}-retention", self._retention_loop))
         if self.run_jobs:
             loops += [(f"{self.name}-job-{i}", self._job_loop) for i in range(self.concurrency)]
             loops.append((f"{self.name}-heartbeat", self._heartbeat_loop))
@@ -93,6 +125,9 @@ class Runtime:
         started = time.monotonic()
         for thread in self._threads:
             thread.join(max(0.0, timeout - (time.monotonic() - started)))
+        if self._stop_listening is not None:
+            self._stop_listening()
+            self._stop_listening = None
         alive = [t.name for t in self._threads if t.is_alive()]
         if alive:
             log.warning("runtime stop: still busy after %.0fs, abandoned: %s", timeout, ", ".join(alive))
@@ -118,7 +153,11 @@ class Runtime:
     def _scheduler_loop(self) -> None:
         while not self._stop.is_set():
             self._guarded("scheduler tick", lambda: scheduler.tick(self.ctx))
-            self._stop.wait(self.poll_interval)
+            self._stop.wait(self.scheduler_interval)
+
+    def _retention_loop(self) -> None:
+        while not self._stop.wait(self.retention_interval):
+            self._guarded("retention sweep", lambda: retention.sweep(self.ctx))
 
     def _job_loop(self) -> None:
         worker = worker_name()
@@ -128,19 +167,24 @@ class Runtime:
         while not self._stop.is_set():
             check_expired = time.monotonic() >= next_expiry_check
             if check_expired:
-                next_expiry_check = time.monotonic() + min(1.0, self.job_lease.total_seconds() / 4)
+                next_expiry_check = time.monotonic() + min(1.0, self._job_lease.total_seconds() / 4)
             batch = self._guarded(
                 "job claim",
                 lambda e=check_expired: claim_batch(
-                    self.ctx, worker, self.prefetch, lease=self.job_lease, kinds=self.kinds, include_expired=e
+                    self.ctx,
+                    worker,
+                    self.prefetch,
+                    lease=self._job_lease,
+                    kinds=self.kinds,
+                    include_expired=e,
                 ),
             )
             if not batch:
-                if job_wakeup.wait(self.poll_interval):
+                if job_wakeup.wait(self._poll):
                     job_wakeup.clear()
                 continue
             # Claimed jobs waiting their turn are heartbeated like the running one.
-            waiting = [job_context(self.ctx, c, lease=self.job_lease, stopping=self._stop) for c in batch]
+            waiting = [job_context(self.ctx, c, lease=self._job_lease, stopping=self._stop) for c in batch]
             for job in waiting:
                 self._active[job.id] = job
             for claimed, job in zip(batch, waiting, strict=True):
@@ -151,7 +195,7 @@ class Runtime:
                 self._guarded(
                     f"job {claimed.id}",
                     lambda c=claimed, j=job: execute(
-                        self.ctx, c, lease=self.job_lease, stopping=self._stop, active=self._active, job=j
+                        self.ctx, c, lease=self._job_lease, stopping=self._stop, active=self._active, job=j
                     ),
                 )
 
@@ -159,8 +203,7 @@ class Runtime:
         """Extend the lease of every job this process is running, so a long job keeps its owner
         for as long as the process is alive (and loses it within one lease if the process dies or
         stops). A lost lease or a cancellation is noted for the job's next `check()`."""
-        interval = self.job_lease.total_seconds() / 3
-        while not self._stop.wait(interval):
+        while not self._stop.wait(self._heartbeat.total_seconds()):
             for job in list(self._active.values()):
                 self._guarded(f"heartbeat of job {job.id}", job.keepalive)
 
@@ -169,18 +212,18 @@ class Runtime:
             processed = self._guarded(
                 "outbox dispatch",
                 lambda: outbox.dispatch_once(
-                    self.ctx, limit=self.dispatch_limit, batch_size=self.batch_size, lease=self.outbox_lease
+                    self.ctx, limit=self.dispatch_limit, batch_size=self.batch_size, lease=self._outbox_lease
                 ),
             )
-            if not processed and outbox.outbox_wakeup.wait(self.poll_interval):
+            if not processed and outbox.outbox_wakeup.wait(self._poll):
                 outbox.outbox_wakeup.clear()
 
 
 def run_once(ctx: AppContext, *, max_rounds: int = 100) -> dict[str, int]:
     """Run everything that is due now, synchronously, until a round finds nothing to do:
-    scheduler tick, every due job, every due outbox message. For `overture worker --once` and
-    tests. Returns counts per kind of work."""
-    totals = {"slots_fired": 0, "jobs_run": 0, "messages_processed": 0}
+    scheduler tick, every due job, every due outbox message; then one retention sweep. For
+    `overture worker --once` and tests. Returns counts per kind of work."""
+    totals = {"slots_fired": 0, "jobs_run": 0, "messages_processed": 0, "rows_pruned": 0}
     for _ in range(max_rounds):
         fired = scheduler.tick(ctx)
         ran = drain(ctx)
@@ -192,4 +235,5 @@ def run_once(ctx: AppContext, *, max_rounds: int = 100) -> dict[str, int]:
         totals["messages_processed"] += processed
         if not (fired or ran or processed):
             break
+    totals["rows_pruned"] = sum(retention.sweep(ctx).values())
     return totals
