@@ -21,6 +21,8 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from overture.core.encode import isoformat_z
 from overture.db.context import AppContext
@@ -265,16 +267,40 @@ def mount(app: FastAPI) -> None:
             return response
         return render(request, "error.html", status_code=exc.status_code, message=exc.message)
 
-    @app.middleware("http")
-    async def _security_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        if request.url.path.startswith(PREFIX):
-            response.headers.setdefault("Content-Security-Policy", CSP)
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "same-origin")
-            if not request.url.path.startswith(f"{PREFIX}/static"):
-                response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    app.add_middleware(SecurityHeaders)
+
+
+class SecurityHeaders:
+    """Dashboard responses carry CSP, nosniff, a same-origin referrer policy and (pages) no-store.
+    Pure ASGI: every other path (the API, the decision path) passes straight through, without the
+    task and streams `BaseHTTPMiddleware` costs each request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        extra = _SECURITY_HEADERS if path.startswith(f"{PREFIX}/static") else _PAGE_HEADERS
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in extra:
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_SECURITY_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+)
+_PAGE_HEADERS = (*_SECURITY_HEADERS, ("Cache-Control", "no-store"))
 
 
 def parse_body(schema: type[BodyT], values: dict[str, Any]) -> BodyT:
