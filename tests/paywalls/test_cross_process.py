@@ -9,8 +9,11 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from threading import Barrier
 
 import httpx
 import pytest
@@ -97,3 +100,32 @@ def test_register__change_committed_in_another_process__next_register_sees_it(
     while remote() is not None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_cap_once_per_session__50_concurrent_registers_in_two_processes__paywall_exactly_once(
+    api: Api, other_process: str
+) -> None:
+    # Each process group-commits its own batch of the same user's cap spends: the upserts must
+    # still grant exactly one between them.
+    api.paywall("pw_a")
+    api.setup(audiences=[{"paywall_id": "pw_a", "frequency_cap": "once_per_session"}])
+    body = {"placement": "feature_gate", "user_id": "racer", "session_id": "s1"}
+    remote_url = f"{other_process}/api/v1/projects/{api.ws.id}/register"
+    concurrency = 50
+    barrier = Barrier(concurrency)
+
+    def call(n: int) -> str:
+        barrier.wait()
+        if n % 2:
+            r = httpx.post(remote_url, json=body, headers=api.ws.public_headers, timeout=10)
+        else:
+            r = api.client.post(api.url("register"), json=body, headers=api.ws.public_headers)
+        assert r.status_code == 200, r.text
+        result: str = r.json()["result"]
+        return result
+
+    with httpx.Client() as warm:  # the other process compiles its table before the race
+        warm.post(remote_url, json={**body, "session_id": "warm"}, headers=api.ws.public_headers)
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = Counter(pool.map(call, range(concurrency)))
+    assert results == {"paywall": 1, "capped": concurrency - 1}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ import pytest
 from overture.clock import FrozenClock
 from overture.db.context import AppContext
 from overture.paywalls.decisions import CapSpend
-from overture.paywalls.recorder import spend_cap
+from overture.paywalls.recorder import spend_cap, spend_caps
 from tests.paywalls.conftest import Api
 
 CONCURRENCY = 50
@@ -132,3 +133,63 @@ def test_spend_cap__50_concurrent_transactions__exactly_limit_succeed(
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         results = Counter(pool.map(call, range(CONCURRENCY)))
     assert results == {True: limit, False: CONCURRENCY - limit}
+
+
+def test_spend_caps__one_batch_with_repeated_keys_and_limits__first_come_first_served(
+    ctx: AppContext, api: Api
+) -> None:
+    # What one group commit holds under load: the same user's key several times, mixed limits, a key
+    # whose count is already spent. Each request is answered in order; the counters end at the limit.
+    ws = api.ws.id
+    once = CapSpend("aud_batch", "racer", "session:s1", 1)
+    thrice = CapSpend("aud_batch", "racer", "total", 3)
+    spent = CapSpend("aud_batch", "other", "total", 1)
+    with ctx.transaction() as session:
+        assert spend_cap(session, ws, spent, ctx.clock.now())
+    batch = [(ws, once), (ws, thrice), (ws, spent), (ws, once), (ws, thrice), (ws, thrice), (ws, thrice)]
+    with ctx.transaction() as session:
+        cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        shown = spend_caps(session, cursor, batch, ctx.clock.now())
+    assert shown == [True, True, False, False, True, True, False]
+    with ctx.transaction() as session:  # nothing left anywhere
+        assert not any(spend_cap(session, ws, s, ctx.clock.now()) for s in (once, thrice, spent))
+
+
+def test_spend_caps__batch_larger_than_one_statement__every_row_counted(ctx: AppContext, api: Api) -> None:
+    spends = [(api.ws.id, CapSpend("aud_big", f"user_{i % 700}", "total", 2)) for i in range(2_100)]
+    with ctx.transaction() as session:
+        cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        shown = spend_caps(session, cursor, spends, ctx.clock.now())
+    assert shown == [True] * 1_400 + [False] * 700
+
+
+def test_recorder__registers_decided_in_one_loop_iteration__one_group_commit(
+    ctx: AppContext, api: Api
+) -> None:
+    # The loop hands everything it decided in one iteration to the writer thread at once: one
+    # transaction, one wake-up of the thread, one callback answering them all.
+    from overture.paywalls.decisions import Decision
+    from overture.paywalls.recorder import BATCH_ROWS, DecisionRecorder
+
+    recorder = DecisionRecorder(ctx)
+    decisions = [
+        Decision(b"{}", cap=CapSpend("aud_loop", f"user_{i}", "total", 1), capped_body=b"{}")
+        for i in range(10)
+    ]
+
+    def observed() -> tuple[float, float]:
+        count = sum(m.value for s in BATCH_ROWS.collect() for m in s.samples if m.name.endswith("_count"))
+        total = sum(m.value for s in BATCH_ROWS.collect() for m in s.samples if m.name.endswith("_sum"))
+        return count, total
+
+    async def register_all() -> list[bool]:
+        waiters = [recorder.record(api.ws.id, d) for d in decisions]
+        return await asyncio.gather(*(w for w in waiters if w is not None))
+
+    before = observed()
+    try:
+        assert asyncio.run(register_all()) == [True] * 10
+    finally:
+        recorder.close()
+    after = observed()
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 10)

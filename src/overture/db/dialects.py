@@ -88,10 +88,12 @@ def driver_insert_sql(
     json_columns: Sequence[str] = (),
     constants: Mapping[str, int | bool] | None = None,
     on_conflict_do_nothing: str | None = None,
+    rows: int = 1,
 ) -> str:
     """INSERT text for the driver's own `cursor.executemany` (bulk paths where SQLAlchemy's per-row
     bind processing would cost more than the insert): one placeholder per column of `columns`,
-    then `constants` written as literals.
+    then `constants` written as literals; `rows` VALUES tuples (one multi-row statement, its
+    parameters row after row).
 
     - PostgreSQL (psycopg): `%s` placeholders, `%s::jsonb` for `json_columns`, booleans `true/false`.
     - SQLite: `?` placeholders (JSON is text), booleans `1/0` (how SQLAlchemy stores them)."""
@@ -105,7 +107,8 @@ def driver_insert_sql(
             values.append(("true" if value else "false") if postgres else str(int(value)))
         else:
             values.append(str(int(value)))
-    sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(values)})"
+    row = f"({', '.join(values)})"
+    sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES {', '.join([row] * rows)}"
     if on_conflict_do_nothing:
         sql += f" ON CONFLICT ({on_conflict_do_nothing}) DO NOTHING"
     return sql

@@ -11,8 +11,6 @@ cache miss and the recorder's commit when the decision writes (see docs/performa
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -40,10 +38,10 @@ async def register(ctx: AppContext, workspace_id: str, body: RegisterIn) -> byte
         params=body.params,
         entitlements=body.entitlements,
     )
-    pending = decision_recorder(ctx).submit(workspace_id, decision)
+    pending = decision_recorder(ctx).record(workspace_id, decision)
     if pending is None:
         return decision.body
-    shown = await asyncio.wrap_future(pending)
+    shown = await pending
     if not shown and decision.capped_body is not None:
         return decision.capped_body
     return decision.body
