@@ -34,6 +34,12 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True, context_settings=HELP)
 app.add_typer(keys_app, name="keys")
+secrets_app = typer.Typer(
+    help="Secrets at rest: the key ring that encrypts stored credentials.",
+    no_args_is_help=True,
+    context_settings=HELP,
+)
+app.add_typer(secrets_app, name="secrets")
 dev_app = typer.Typer(
     help="Helpers for trying Overture on one machine.", no_args_is_help=True, context_settings=HELP
 )
@@ -95,7 +101,22 @@ def _root(
 def _context() -> AppContext:
     ctx = AppContext.from_settings(load_settings())
     migrations.upgrade(ctx.settings.resolved_database_url, ctx.engine)
+    _prepare_secrets(ctx)
     return ctx
+
+
+def _prepare_secrets(ctx: AppContext) -> None:
+    """A key ring that cannot open the stored secrets stops the command in one line (exit 2); a fresh
+    home gets its key file; plaintext left by an older version is encrypted."""
+    from overture.db.base import Base
+    from overture.db.keyring import prepare
+    from overture.delivery import models as _destinations  # noqa: F401  (the tables with encrypted columns)
+
+    try:
+        prepare(ctx.engine, Base.metadata)
+    except Exception:
+        ctx.close()
+        raise
 
 
 def _single_workspace_id(ctx: AppContext, workspace: str | None) -> str:
@@ -143,6 +164,7 @@ def migrate() -> None:
     settings = load_settings()
     ctx = AppContext.from_settings(settings)
     migrations.upgrade(settings.resolved_database_url, ctx.engine)
+    _prepare_secrets(ctx)
     heads = sorted(migrations.head_revisions(settings.resolved_database_url))
     console.print(f"database at latest migration: {', '.join(heads)}")
     ctx.close()
@@ -274,6 +296,66 @@ def keys_revoke(
         typer.echo(json.dumps(row))
     else:
         typer.echo(f"revoked {row['id']} ({row['prefix']}…, {row['name']})")
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Re-encrypt every stored secret under a new key while servers keep running, then retire the old
+    keys (key file); with OVERTURE_SECRET_KEY=<new>,<old> set on every process, re-encrypt under <new>."""
+    from overture.db.base import Base
+    from overture.db.keyring import rotate
+
+    ctx = _context()
+    try:
+        report = rotate(ctx.engine, Base.metadata)
+    finally:
+        ctx.close()
+    if as_json:
+        typer.echo(json.dumps(report.__dict__))
+        return
+    retired = f"; retired {', '.join(report.retired)}" if report.retired else ""
+    typer.echo(
+        f"{report.reencrypted} values re-encrypted under key {report.new_kid} ({report.source}){retired}"
+    )
+    if report.todo:
+        typer.echo(f"to do: {report.todo}")
+
+
+@secrets_app.command("status")
+def secrets_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The key ring (key ids, newest first; never the keys) and how many stored values each key holds."""
+    from overture.db.base import Base
+    from overture.db.keyring import census
+
+    ctx = _context()
+    try:
+        ring = ctx.keyring
+        counts = census(ctx.engine, Base.metadata)
+        out: dict[str, Any] = {
+            "source": ring.source,
+            "keys": [k.kid for k in ring.current()],
+            "values": {("plaintext" if kid is None else kid): n for kid, n in counts.items()},
+        }
+    finally:
+        ctx.close()
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    typer.echo(f"key ring from {out['source']}: {', '.join(out['keys'])} (newest first)")
+    for kid, n in out["values"].items():
+        typer.echo(f"{n} values under {kid}")
+
+
+@secrets_app.command("generate")
+def secrets_generate() -> None:
+    """Print a new random key (for OVERTURE_SECRET_KEY); nothing is stored."""
+    from overture.db.keyring import new_entry
+
+    typer.echo(new_entry())
 
 
 @app.command()

@@ -26,7 +26,8 @@ ACCEPTED: dict[str, str] = {
     "run_workers": "true or false (also 1/0, yes/no, on/off)",
     "worker_concurrency": "a whole number from 1 to 64",
     "log_format": "text or json",
-    "secret_key": "a random string of at least 32 characters, the same on every API process",
+    "secret_key": "a random string of at least 32 characters (a key ring: several, comma-separated, newest "
+    "first), the same on every process",
     "body_limit": "a size in bytes, or with a unit such as 512KiB or 4MiB",
     "body_limit_decision": "a size in bytes, or with a unit such as 512KiB or 4MiB",
     "body_limit_events": "a size in bytes, or with a unit such as 512KiB or 4MiB",
@@ -98,9 +99,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=2, ge=1, le=64, description="Worker threads per process.")
     secret_key: str | None = Field(
         default=None,
-        min_length=32,
-        description="Signs dashboard session cookies and CSRF tokens. Set the same value on every API "
-        "process; default: a random key kept in OVERTURE_HOME/secret_key (mode 600).",
+        description="Encrypts stored secrets (destination and provider credentials) and signs dashboard "
+        "sessions: a key ring, comma-separated, newest first. Set the same value on every process; "
+        "default: a ring kept in OVERTURE_HOME/secret_key (mode 600), made on first start.",
     )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or as one JSON object each (with the request id)."
@@ -187,6 +188,16 @@ class Settings(BaseSettings):
             raise ValueError(f"must be less than OVERTURE_WORKER_LEASE_SECONDS ({lease})")
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _check_key_ring(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        entries = [part.strip() for part in value.split(",")]
+        if any(len(entry) < 32 for entry in entries):
+            raise ValueError("every key must have at least 32 characters")
+        return ",".join(entries)
+
     @field_validator("database_url", "data_url")
     @classmethod
     def _check_urls(cls, value: str | None) -> str | None:
@@ -222,7 +233,7 @@ def _problem_of(exc: ValidationError) -> SettingsProblem:
     name = str(first["loc"][0]) if first.get("loc") else ""
     value: Any = first.get("input")
     message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    if isinstance(value, (dict, list)):
+    if isinstance(value, (dict, list)) or "secret" in name:  # a secret is never echoed
         value = None
     return SettingsProblem(
         f"{ENV_PREFIX}{name.upper()}", value, message, ACCEPTED.get(name, "see docs/configuration.md")

@@ -116,6 +116,7 @@ BAD = [
     ("OVERTURE_DATA_URL", "nonsense://x", "unknown database kind 'nonsense'"),
     ("OVERTURE_LOG_FORMAT", "xml", "'text' or 'json'"),
     ("OVERTURE_BODY_LIMIT", "lots", "could not parse value and unit"),
+    ("OVERTURE_SECRET_KEY", "k" * 32 + ",too-short", "every key must have at least 32 characters"),
 ]
 
 
@@ -131,6 +132,8 @@ def _one_line_error(out: Any, name: str, fragment: str) -> None:
 def test_a_bad_value__one_line__exit_2(tmp_path: Path, name: str, value: str, fragment: str) -> None:
     out = run("migrate", cwd=tmp_path, env=clean_env(**{name: value}))
     _one_line_error(out, name, fragment)
+    if "SECRET" in name:
+        assert value not in out.stderr and "too-short" not in out.stderr  # a key is never echoed
 
 
 def test_a_bad_value_in_dotenv__and_as_json(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ from overture.broadcasts.public_router import router as broadcasts_public_router
 from overture.broadcasts.router import router as broadcasts_router
 from overture.config import load_settings
 from overture.data.router import router as data_router
-from overture.db import migrate
+from overture.db import keyring, migrate
+from overture.db.base import Base
 from overture.db.context import AppContext
 from overture.db.notify import bus
 from overture.delivery.router import router as destinations_router
@@ -41,6 +42,7 @@ def create_app(ctx: AppContext | None = None, *, run_migrations: bool = True) ->
     import_all_tasks()
     if run_migrations:
         migrate.upgrade(ctx.settings.resolved_database_url, ctx.engine)
+        keyring.prepare(ctx.engine, Base.metadata)  # refuses a ring that cannot open stored secrets
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

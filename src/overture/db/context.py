@@ -13,6 +13,7 @@ from sqlalchemy.orm import sessionmaker
 from overture.clock import Clock, SystemClock
 from overture.config import Settings
 from overture.db.engine import create_app_engine, make_session_factory, transaction
+from overture.db.keyring import KeyRing, attach, ring_of
 from overture.db.session import Session
 
 
@@ -35,12 +36,17 @@ class AppContext:
     def from_settings(cls, settings: Settings, clock: Clock | None = None) -> AppContext:
         settings.ensure_home()
         engine = create_app_engine(settings.resolved_database_url)
+        attach(engine, KeyRing.from_settings(settings))  # encrypted columns find their keys here
         return cls(
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
             clock=clock or SystemClock(),
         )
+
+    @property
+    def keyring(self) -> KeyRing:
+        return ring_of(self.engine)
 
     @contextmanager
     def transaction(self, *, write: bool = True, workspace_id: str | None = None) -> Iterator[Session]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,7 +25,6 @@ from overture.ui.models import UiSession
 COOKIE = "overture_session"
 SESSION_TTL = timedelta(hours=12)
 LINK_TTL = timedelta(hours=1)
-SECRET_FILE = "secret_key"
 
 
 @dataclass(frozen=True)
@@ -39,30 +37,12 @@ class UiUser:
         return self.caller.has(scope)
 
 
-def _secret(ctx: AppContext) -> bytes:
-    def load(c: AppContext) -> bytes:
-        if c.settings.secret_key:
-            return c.settings.secret_key.encode()
-        path = c.settings.home / SECRET_FILE
-        try:
-            return path.read_bytes().strip()
-        except FileNotFoundError:
-            value = secrets.token_urlsafe(48).encode()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(value)
-            return value
-        # (two processes racing on a fresh home: the loser's O_EXCL fails and it reads the file)
-
-    try:
-        secret: bytes = ctx.service("ui.secret", load)
-    except FileExistsError:
-        secret = ctx.service("ui.secret", load)
-    return secret
-
-
 def _signer(ctx: AppContext, purpose: str) -> Signer:
-    return Signer(_secret(ctx), salt=f"overture-ui-{purpose}")
+    """Signs with the key ring's newest key and accepts any of its keys (itsdangerous wants the newest
+    last), so `overture secrets rotate` signs nobody out until it retires the old key."""
+    ring = ctx.keyring
+    ring.ensure()
+    return Signer(list(reversed(ring.entries())), salt=f"overture-ui-{purpose}")
 
 
 def _hash(token: str) -> str:
