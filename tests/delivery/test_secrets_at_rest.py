@@ -20,6 +20,7 @@ from overture.delivery.redaction import MASK
 from tests.conftest import WorkspaceFixture
 from tests.delivery.conftest import Receiver, create_destination, dest_url
 from tests.experiences.helpers import API as EXPERIENCES
+from tests.ui.conftest import sign_in
 
 
 def _stored(ctx: AppContext, destination_id: str) -> Any:
@@ -86,6 +87,10 @@ def test_credentials__not_in_the_database_file_or_its_wal__masked_in_the_api__us
     shown = {d["id"]: d["config"] for d in listed.json()}
     assert shown[hook["id"]]["secret"] == MASK and shown[hook["id"]]["headers"]["X-Api-Token"] == MASK
     assert shown[smtp["id"]]["password"] == MASK
+    sign_in(client, workspace.api_key)  # nor does the dashboard
+    page = client.get("/ui/destinations")
+    assert page.status_code == 200 and hook["name"] in page.text
+    assert not [name for name, s in secrets.items() if s in page.text]
     # ... and the database holds them only encrypted, before and after a checkpoint
     assert not [name for name, s in secrets.items() if s.encode() in _raw_bytes(ctx)]
     if ctx.engine.dialect.name == "sqlite":
