@@ -148,7 +148,7 @@ class Settings(BaseSettings):
         description="Sent and failed outbox messages are deleted this long after the last attempt.",
     )
     retention_runs_days: int = Field(
-        default=90, ge=0, description="Finished journey runs are deleted after it."
+        default=90, ge=0, description="Finished journey runs and settled broadcast recipients go after it."
     )
     retention_cap_sessions_days: int = Field(
         default=30, ge=0, description="Per-session paywall cap counters are deleted this long after a change."

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from overture.api.tasks import import_all
 from overture.auth import service as auth_service
+from overture.broadcasts.models import Broadcast, Execution, Recipient
 from overture.clock import FrozenClock
 from overture.data.models import EntityModel
 from overture.db.context import AppContext
@@ -265,3 +266,60 @@ def test_zero_days_keeps_everything(tmp_path: Path) -> None:
         ctx.clock = FrozenClock(datetime(2030, 3, 1, tzinfo=UTC))
         assert retention.sweep(ctx)["jobs"] == 0
         assert _count(ctx, Job.__table__) == 1
+
+
+def test_broadcast_recipients__settled_rows_of_old_executions_go__failed_and_open_ones_stay(
+    rctx: AppContext,
+) -> None:
+    ctx = rctx
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    ctx.clock = FrozenClock(now)
+    old, recent = now - timedelta(days=KEEP["runs"] + 1), now - timedelta(days=KEEP["runs"] - 1)
+    outcomes = ["sent"] * 20 + ["dropped"] * 3 + ["cancelled"] * 2 + ["failed"] * 4
+
+    def execution(session: Any, broadcast_id: str, n: int, status: str, completed: datetime | None) -> str:
+        row = Execution(
+            workspace_id=ws,
+            broadcast_id=broadcast_id,
+            trigger_key=f"send-now:{n}",
+            touchpoint_id=n,
+            status=status,
+            plan={},
+            started_at=old - timedelta(hours=1),
+            completed_at=completed,
+            sent=20,
+            failed=4,
+        )
+        session.add(row)
+        session.flush()
+        session.execute(
+            sa.insert(Recipient),
+            [
+                {"execution_id": row.id, "entity_id": f"c{i}", "stage": 3, "outcome": o}
+                for i, o in enumerate([*outcomes, None, None] if status == "running" else outcomes)
+            ],
+        )
+        return str(row.id)
+
+    with ctx.transaction() as session:
+        ws = auth_service.bootstrap_workspace(session, "bc")[0].id
+        b = Broadcast(workspace_id=ws, name="b", channel="email", address_field="email", audience={})
+        session.add(b)
+        session.flush()
+        finished_long_ago = execution(session, b.id, 1, "completed", old)
+        failed_long_ago = execution(session, b.id, 2, "failed", old)
+        finished_lately = execution(session, b.id, 3, "completed", recent)
+        still_running = execution(session, b.id, 4, "running", None)  # started long ago, still going
+    retention.sweep(ctx)
+    with ctx.transaction(write=False) as session:
+        left = dict(
+            session.execute(
+                sa.select(Recipient.execution_id, sa.func.count()).group_by(Recipient.execution_id)
+            ).all()
+        )
+        assert left == {finished_long_ago: 4, failed_long_ago: 4, finished_lately: 29, still_running: 31}
+        assert set(
+            session.scalars(sa.select(Recipient.outcome).where(Recipient.execution_id == finished_long_ago))
+        ) == {"failed"}
+        # The execution keeps its record (counts) whatever its recipients.
+        assert session.scalar(sa.select(Execution.sent).where(Execution.id == finished_long_ago)) == 20
