@@ -59,7 +59,7 @@ def test_keys_create__unknown_scope__exit_2(tmp_path: Path) -> None:
 
 def test_help_on_every_command(tmp_path: Path) -> None:
     top = subprocess.run([OVERTURE, "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("init", "serve", "migrate", "keys"):
+    for command in ("init", "serve", "migrate", "keys", "secrets"):
         assert command in top
         subprocess.run([OVERTURE, command, "--help"], capture_output=True, text=True, check=True)
 

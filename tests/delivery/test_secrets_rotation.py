@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from overture.auth import service as auth_service
 from overture.config import Settings
@@ -26,6 +27,8 @@ from overture.db.context import AppContext
 from overture.db.keyring import KEY_FILE
 from overture.delivery import service as destinations
 from overture.delivery.schemas import DestinationCreate
+from overture.runtime.models import OutboxMessage
+from overture.runtime.outbox import OutboxItem, enqueue
 from tests.cli.helpers import clean_env, free_port, run, serving
 from tests.delivery.conftest import Mailbox, Received, Receiver, _SmtpHandler, receiver  # noqa: F401
 from tests.runtime.test_reliability import pg_url  # noqa: F401
@@ -76,7 +79,12 @@ def test_missing_or_wrong_key__one_line__exit_2__nothing_served(tmp_path: Path) 
     (kid,) = _status(tmp_path, env)["keys"]
 
     wrong = clean_env(OVERTURE_HOME=str(home), OVERTURE_SECRET_KEY="w" * 40)
-    line = _one_line_error(run("keys", "list", cwd=tmp_path, env=wrong), kid, "OVERTURE_SECRET_KEY holds")
+    line = _one_line_error(
+        run("keys", "list", cwd=tmp_path, env=wrong),
+        kid,
+        "OVERTURE_SECRET_KEY holds",
+        "is not read while it is set",
+    )
     assert "w" * 40 not in line  # a key is never printed
     shutil.move(key_file, tmp_path / "kept")
     _one_line_error(
@@ -144,6 +152,14 @@ def mailbox() -> Iterator[tuple[Mailbox, list[bool]]]:
     controller.stop()
 
 
+def _outbox_states(ctx: AppContext) -> dict[str, int]:
+    with ctx.transaction(write=False) as session:
+        rows = session.execute(
+            sa.select(OutboxMessage.status, sa.func.count()).group_by(OutboxMessage.status)
+        )
+        return {str(status): int(n) for status, n in rows}
+
+
 def _verify(req: Received) -> tuple[int, dict[str, str], bytes]:
     """The receiver answers 401 unless the header token and the signature are right."""
     parts = dict(p.split("=", 1) for p in req.headers.get("x-overture-signature", "").split(",") if "=" in p)
@@ -182,6 +198,8 @@ def test_rotate_under_a_running_server__every_send_and_save_succeeds__old_key_re
         smtp_config |= {"body": "b", "username": "u", "password": PASSWORD}
         mail = http.post(api, json={"name": "mail", "type": "smtp", "config": smtp_config}).json()["id"]
         stop = threading.Event()
+        # Messages owed through the outbox too: the server's own dispatcher sends them meanwhile.
+        owed = AppContext.from_settings(Settings(home=home, database_url=env.get("OVERTURE_DATABASE_URL")))
 
         def traffic() -> None:
             # Sends read (and decrypt) the destination on every call; the save writes a new token
@@ -195,6 +213,9 @@ def test_rotate_under_a_running_server__every_send_and_save_succeeds__old_key_re
                     ("save", http.patch(f"{api}/{hook}", json={"config": {"timeout_seconds": 5 + i % 3}})),
                 ):
                     log.append((time.monotonic(), what, r.status_code, str(r.json().get("status", "saved"))))
+                with owed.transaction(workspace_id=creds["workspace_id"]) as session:
+                    item = OutboxItem(creds["workspace_id"], hook, f"rotation-{i}", {"n": i}, "test")
+                    enqueue(session, [item])
 
         thread = threading.Thread(target=traffic)
         thread.start()
@@ -207,6 +228,10 @@ def test_rotate_under_a_running_server__every_send_and_save_succeeds__old_key_re
         finally:
             stop.set()
             thread.join(timeout=60)
+        deadline = time.monotonic() + 60
+        while (states := _outbox_states(owed)).keys() - {"sent", "failed"} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        owed.close()
 
     assert rotated.returncode == 0, rotated.stderr
     report = json.loads(rotated.stdout)
@@ -217,6 +242,7 @@ def test_rotate_under_a_running_server__every_send_and_save_succeeds__old_key_re
     after = {what for when, what, _, _ in log if when > finished}
     assert during == after == {"hook", "mail", "save"}  # traffic went on through and after the rotation
     assert logins and all(logins)
+    assert set(states) == {"sent"} and states["sent"] > 10, states  # every owed message sent
     # Only the new key is left, and every stored secret is under it
     assert len((home / KEY_FILE).read_text().split()) == 1
     assert stat.S_IMODE((home / KEY_FILE).stat().st_mode) == 0o600

@@ -214,8 +214,9 @@ class KeyRing:
 
     def missing_message(self, kids: list[str]) -> str:
         held = ", ".join(k.kid for k in self.current()) or "no key"
+        ignored = f" ({self.path} is not read while it is set)" if self.path.exists() else ""
         where = (
-            f"{_ENV} holds {held}"
+            f"{_ENV} holds {held}{ignored}"
             if self.from_env
             else f"{_ENV} is not set and {self.path} holds {held}"
             if self.current()
