@@ -100,3 +100,23 @@ def test_record_events__function_for_other_surfaces__isolated_per_workspace(
     assert n == 1
     assert [r[:2] for r in _events_of(ctx, workspace.id)] == [("user_1", "paywall_open")]
     assert _events_of(ctx, other_workspace.id) == []
+
+
+def test_post_events__properties_no_store_holds__422_naming_the_place_and_nothing_stored(
+    client: TestClient, ctx: AppContext, workspace: WorkspaceFixture
+) -> None:
+    # Was a 502 whose message quoted the internal insert (SDKs retry 502s forever).
+    for properties, field in [
+        ('{"note": "\\ud800"}', "events[0].properties.note"),
+        ('{"n": -9223372036854775809}', "events[0].properties.n"),
+        ('{"n": NaN}', "events[0].properties.n"),
+    ]:
+        body = '{"events": [{"entity_id": "u1", "event": "x", "properties": ' + properties + "}]}"
+        r = client.post(
+            f"{base(workspace)}/events",
+            headers={**workspace.public_headers, "Content-Type": "application/json"},
+            content=body.encode(),
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == field, r.text
+    assert _events_of(ctx, workspace.id) == []

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -19,6 +20,7 @@ from overture.data.loader import import_file
 from overture.data.source import get_source
 from overture.db import migrate
 from overture.db.context import AppContext
+from overture.errors import Invalid
 from tests.conftest import PG_URL, WorkspaceFixture, create_workspace
 from tests.data.helpers import base, create_customers, create_model, numbered_customers
 
@@ -164,3 +166,24 @@ def test_pg_source__import_and_demo(pg_ctx: AppContext, ws: WorkspaceFixture, tm
     demo = load_demo(pg_ctx, ws.id, rows=500)
     assert demo.customers_added == 500 and demo.events_added > 500
     assert load_demo(pg_ctx, ws.id, rows=500).customers_added == 0
+
+
+def test_pg_source__json_no_store_holds__422_naming_the_place_never_a_retry(
+    pg_client: TestClient, pg_ctx: AppContext, ws: WorkspaceFixture, tmp_path: Path
+) -> None:
+    # A lone surrogate in a record was a 409 "concurrent write ... retry": a request that can never succeed.
+    model = create_customers(pg_client, ws, [])
+    r = pg_client.post(
+        f"{base(ws)}/models/{model['id']}/records",
+        headers={**ws.headers, "Content-Type": "application/json"},
+        content=b'{"records": [{"customer_id": "a", "plan": "\\ud800"}]}',
+    )
+    assert r.status_code == 422 and r.json()["field"] == "records[0].plan", r.text
+    # A file import checks nested cells the same way (a Parquet DECIMAL(38) inside a struct).
+    parquet = tmp_path / "people.parquet"
+    duckdb.connect().execute(
+        "COPY (SELECT 'a' AS id, {'n': 1::DECIMAL(38,0)} AS doc "
+        f"UNION ALL SELECT 'b', {{'n': 100000000000000000000::DECIMAL(38,0)}}) TO '{parquet}'"
+    )
+    with pytest.raises(Invalid, match=r"row 2, column 'doc': n: integers must fit in 64 bits"):
+        import_file(pg_ctx, ws.id, parquet, "people_json", "id")

@@ -232,3 +232,22 @@ def test_upsert__concurrent_batches_on_same_rows__all_succeed(
     for t in threads:
         t.join(timeout=60)
     assert outcomes == ["ok"] * 4
+
+
+def test_upsert__text_or_json_no_store_holds__422_naming_the_place_and_nothing_written(
+    client: TestClient, workspace: WorkspaceFixture
+) -> None:
+    # Was a 502 quoting the internal insert on DuckDB, a 409 "concurrent write, retry" on PostgreSQL.
+    model = create_customers(client, workspace, [])
+    url = _records_url(workspace, model)
+    headers = {**workspace.headers, "Content-Type": "application/json"}
+    for record, field in [
+        ('{"customer_id": "a", "plan": "\\ud800"}', "records[0].plan"),
+        ('{"customer_id": "a\\udc00"}', "records[0].customer_id"),
+        ('{"customer_id": "a", "extra": {"n": [1, 100000000000000000000]}}', "records[0].extra.n[1]"),
+        ('{"customer_id": "a", "plan": "x\\u0000y"}', "records[0].plan"),
+    ]:
+        r = client.post(url, headers=headers, content=('{"records": [' + record + "]}").encode())
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == field, r.text
+    assert client.get(f"{url}/a", headers=workspace.headers).status_code == 404

@@ -270,10 +270,31 @@ def test_update__fields_sent_replace_the_rest_kept(api: Api, model_id: str, froz
     assert body["created_at"] == created["created_at"] and body["updated_at"] == "2026-01-01T00:05:00Z"
 
 
-def test_update__malformed__422_and_unchanged(api: Api, model_id: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"schedule": "nope"}, "schedule"),
+        # The foreign key used to refuse it first, at an autoflush: a 500 (POST said 422).
+        ({"parent_model_id": "no-such-model"}, "parent_model_id"),
+        # 10^9 days overflowed a timedelta before the 10-year check: a 500.
+        (
+            {"tiles": [{"id": "w", "type": "wait", "config": {"duration": 10**9, "unit": "days"}}]},
+            "tiles[0].config.duration",
+        ),
+        (
+            {"tiles": [{"id": "w", "type": "wait", "config": {"duration": 2**70, "unit": "minutes"}}]},
+            "tiles[0].config.duration",
+        ),
+    ],
+)
+def test_update__malformed__422_and_unchanged(
+    api: Api, model_id: str, change: dict[str, Any], field: str | None
+) -> None:
     created = api.create(seed_body(model_id))
-    r = api.client.put(api.url(f"/{created['id']}"), headers=api.ws.headers, json={"schedule": "nope"})
-    assert r.status_code == 422 and r.json()["field"] == "schedule"
+    r = api.client.put(api.url(f"/{created['id']}"), headers=api.ws.headers, json=change)
+    assert r.status_code == 422, r.text
+    if field is not None:
+        assert r.json()["field"] == field
     assert api.get(f"/{created['id']}") == created
 
 

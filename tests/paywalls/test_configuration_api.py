@@ -4,6 +4,7 @@ placement-name rule, client-chosen paywall ids, 404/409/422 cases, scopes and pu
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
 from overture.db.context import AppContext
 from tests.conftest import WorkspaceFixture, create_key
@@ -261,3 +262,35 @@ def test_scopes__read_key_reads_write_key_writes(ctx: AppContext, api: Api) -> N
 def test_no_key__401(api: Api) -> None:
     assert api.client.get(api.url("campaigns")).status_code == 401
     assert api.client.post(api.url("register"), json={"placement": "x", "user_id": "u"}).status_code == 401
+
+
+# -- JSON no store can hold: a 422 naming the place, on both prefixes, POST and PUT -----------------
+
+_DEEP = '{"a": ' * 255 + "1" + "}" * 255
+
+
+@pytest.mark.parametrize("prefix", ["/v1/projects", "/api/v1/projects"])
+@pytest.mark.parametrize(
+    ("config", "field", "words"),
+    [
+        ('{"n": 100000000000000000000}', "config.n", "64 bits"),
+        ('{"n": [-9223372036854775809]}', "config.n[0]", "64 bits"),
+        (_DEEP, "config" + ".a" * 32, "deeper than 32 levels"),
+        ('{"title": "\\ud800"}', "config.title", "lone surrogate"),
+        ('{"ok": {"\\udfff": 1}}', "config.ok", "a key may not contain a lone surrogate"),
+    ],
+)
+def test_paywall_config__json_no_store_can_hold__422_naming_the_field_and_nothing_changed(
+    client: TestClient, workspace: WorkspaceFixture, prefix: str, config: str, field: str, words: str
+) -> None:
+    api = Api(client, workspace, f"{prefix}/{workspace.id}")
+    api.paywall("pw_a", config={"v": 1})
+    headers = {**api.ws.headers, "Content-Type": "application/json"}
+    for method, path, body in (
+        ("POST", "paywalls", '{"id": "pw_b", "name": "b", "config": ' + config + "}"),
+        ("PUT", "paywalls/pw_a", '{"config": ' + config + "}"),
+    ):
+        r = api.client.request(method, api.url(path), content=body.encode(), headers=headers)
+        assert r.status_code == 422, (method, r.text)
+        assert r.json()["field"] == field and words in r.json()["detail"], r.text
+    assert [(p["id"], p["config"]) for p in api.get("paywalls").json()] == [("pw_a", {"v": 1})]

@@ -50,9 +50,22 @@ class ErrorBody(BaseModel):
     errors: list[ErrorItem] | None = None
 
 
+def _encodable(value: Any) -> Any:
+    """An error may quote the input: a lone surrogate in it is written escaped (`\\ud800`) so that
+    the answer itself can be encoded as UTF-8."""
+    if isinstance(value, str):
+        return value if value.isascii() else value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    return value
+
+
 def error_response(status: int, detail: str, code: str, **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {"detail": detail, "code": code}
     body.update({k: v for k, v in extra.items() if v is not None})
+    body = _encodable(body)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -128,7 +141,8 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         errors = []
         for err in raw:
-            loc = list(err.get("loc", ()))
+            # A free-form JSON value (overture.schemas.JsonCheck) says where inside it the problem is.
+            loc = [*err.get("loc", ()), *(err.get("ctx") or {}).get("json_path", ())]
             if loc and loc[0] in _LOCATIONS and (len(loc) > 1 or loc[0] != "body"):
                 loc = loc[1:]
             field = field_path(loc) or None

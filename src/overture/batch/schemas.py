@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictInt
 
-from overture.schemas import Camel
+from overture.schemas import Camel, UserJson
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Id = Annotated[str, Field(min_length=1, max_length=36)]
@@ -64,7 +64,7 @@ Propensity = Annotated[
 class Creative(Camel):
     name: Name
     channel_id: str | None = Field(default=None, max_length=36)
-    content: Any = None
+    content: UserJson = None
 
 
 class OfferCreate(Camel):
@@ -73,7 +73,7 @@ class OfferCreate(Camel):
     priority: StrictInt = Field(default=0, ge=-1_000_000, le=1_000_000, description="Higher first.")
     channels: list[Id] = Field(default_factory=list, max_length=100, description="Batch channel ids.")
     creatives: list[Creative] = Field(default_factory=list, max_length=100)
-    eligibility: Any = Field(default=None, description="A filter tree over the decision flow's model.")
+    eligibility: UserJson = Field(default=None, description="A filter tree over the decision flow's model.")
     propensity: Propensity = Field(default_factory=lambda: ConstantPropensity(type="constant", value=0.5))
     start_date: datetime | None = None
     end_date: datetime | None = None
@@ -86,7 +86,7 @@ class OfferUpdate(Camel):
     priority: StrictInt | None = Field(default=None, ge=-1_000_000, le=1_000_000)
     channels: list[Id] | None = Field(default=None, max_length=100)
     creatives: list[Creative] | None = Field(default=None, max_length=100)
-    eligibility: Any = None
+    eligibility: UserJson = None
     propensity: Propensity | None = None
     start_date: datetime | None = None
     end_date: datetime | None = None
@@ -141,7 +141,7 @@ class FlowCreate(Camel):
     offer_ids: list[Id] = Field(
         default_factory=list, max_length=500, description="Empty: every active offer."
     )
-    eligibility: Any = Field(default=None, description="A filter applied before the offers' own.")
+    eligibility: UserJson = Field(default=None, description="A filter applied before the offers' own.")
     ranking: Ranking = "priority"
     max_offers_per_customer: StrictInt = Field(default=1, ge=1, le=100)
     one_offer_per_category: bool = False
@@ -151,7 +151,7 @@ class FlowUpdate(Camel):
     name: Name | None = None
     model_id: Id | None = None
     offer_ids: list[Id] | None = Field(default=None, max_length=500)
-    eligibility: Any = None
+    eligibility: UserJson = None
     ranking: Ranking | None = None
     max_offers_per_customer: StrictInt | None = Field(default=None, ge=1, le=100)
     one_offer_per_category: bool | None = None

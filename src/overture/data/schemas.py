@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from overture.schemas import Strict
+from overture.schemas import JsonObject, Strict, UserJson
 
 #: A request carries at most this many records or events (bigger batches: `overture import`).
 MAX_BATCH = 10_000
@@ -64,7 +63,7 @@ class ModelRead(BaseModel):
 
 
 class RecordsIn(Strict):
-    records: list[Any] = Field(description=f"Up to {MAX_BATCH:,} JSON objects keyed by column name.")
+    records: list[UserJson] = Field(description=f"Up to {MAX_BATCH:,} JSON objects keyed by column name.")
 
 
 class RecordsResult(BaseModel):
@@ -81,7 +80,7 @@ class EventIn(Strict):
     entity_id: str = Field(min_length=1, max_length=200)
     event: str = Field(min_length=1, max_length=200)
     timestamp: datetime | None = None
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: JsonObject = Field(default_factory=dict)
 
     @field_validator("entity_id", mode="before")
     @classmethod
@@ -97,12 +96,6 @@ class EventIn(Strict):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
-    @field_validator("properties")
-    @classmethod
-    def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _check_finite(value, "properties")
-        return value
-
 
 class EventsIn(Strict):
     events: list[EventIn] = Field(description=f"Up to {MAX_BATCH:,} events (413 above that).")
@@ -110,15 +103,3 @@ class EventsIn(Strict):
 
 class EventsResult(BaseModel):
     accepted: int
-
-
-def _check_finite(value: Any, path: str) -> None:
-    """JSON has no NaN/Infinity; Python's parser accepts them, the data source would not."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{path}: numbers must be finite")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_finite(v, f"{path}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_finite(v, f"{path}[{i}]")

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from overture.delivery.templates import EmailTemplate
-from overture.schemas import Strict
+from overture.schemas import JsonObject, Strict
 
 DestinationType = Literal["webhook", "smtp", "file", "log"]
 DESTINATION_TYPES: tuple[str, ...] = ("webhook", "smtp", "file", "log")
@@ -183,7 +183,7 @@ class FileConfig(Strict):
         "s3://bucket/prefix.",
     )
     format: Literal["csv", "jsonl"] = "csv"
-    storage_options: dict[str, Any] = Field(
+    storage_options: JsonObject = Field(
         default_factory=dict,
         description="Passed to s3fs (key, secret, client_kwargs...). Secret keys write-only.",
     )
@@ -238,9 +238,7 @@ CONFIG_MODELS: dict[str, type[BaseModel]] = {
 class DestinationCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     type: DestinationType
-    config: dict[str, Any] = Field(
-        default_factory=dict, description="Type-specific; see docs/destinations.md."
-    )
+    config: JsonObject = Field(default_factory=dict, description="Type-specific; see docs/destinations.md.")
     enabled: bool = True
 
 
@@ -250,7 +248,7 @@ class DestinationUpdate(Strict):
     as the mask '********' keeps the stored secret. The type cannot change."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    config: dict[str, Any] | None = None
+    config: JsonObject | None = None
     enabled: bool | None = None
 
 
@@ -267,7 +265,7 @@ class DestinationRead(BaseModel):
 
 
 class DestinationTest(Strict):
-    payload: dict[str, Any] | None = Field(
+    payload: JsonObject | None = Field(
         default=None,
         description="Payload of the test message. Default: a small `overture.test` event (SMTP needs the "
         'recipient field, so send e.g. {"email": "me@example.com"}).',

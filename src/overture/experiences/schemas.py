@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from overture.schemas import Camel
+from overture.schemas import Camel, JsonObject, UserJson
 
 __all__ = [
     "TACTICS",
@@ -66,8 +66,8 @@ class VehicleIn(Camel):
     tactic: Tactic | None = None
     aggression: float | None = Field(default=None, ge=0, le=1, description="Confidence, 0 to 1.")
     external_id: str | None = Field(default=None, min_length=1, max_length=200)
-    detail: dict[str, Any] | None = Field(default=None, description="Provider-specific configuration.")
-    detail_override: dict[str, Any] | None = Field(
+    detail: JsonObject | None = Field(default=None, description="Provider-specific configuration.")
+    detail_override: JsonObject | None = Field(
         default=None,
         description="Runtime overrides, deep-merged over `detail` in candidates. A PATCH deep-merges it "
         "into the stored one unless `clean_override=true`.",
@@ -169,7 +169,7 @@ class GroupCreate(Camel):
     parent_id: Id | None = Field(default=None, description="A stage's campaign; a campaign has none.")
     segment_id: Id | None = Field(default=None, description="A campaign's primary audience (a segment id).")
     description: str | None = Field(default=None, max_length=10_000)
-    goal: Any = None
+    goal: UserJson = None
     order: int | None = Field(
         default=None, ge=0, le=1_000_000, description="A stage's position in its campaign."
     )
@@ -186,7 +186,7 @@ class GroupUpdate(Camel):
     parent_id: Id | None = None
     segment_id: Id | None = None
     description: str | None = Field(default=None, max_length=10_000)
-    goal: Any = None
+    goal: UserJson = None
     order: int | None = Field(default=None, ge=0, le=1_000_000)
     experiences: list[Id] | None = Field(
         default=None, max_length=1000, description="A stage's experiences, in order (others are detached)."
@@ -304,7 +304,7 @@ class DecideBody(Camel):
     user_id: str = Field(min_length=1, max_length=200)
     vehicle: str | None = Field(default=None, max_length=200, description="Provider id or slug.")
     channel: str | None = Field(default=None, max_length=100)
-    context: dict[str, Any] | None = Field(
+    context: JsonObject | None = Field(
         default=None, description="Fields known now (merged over the profile for this decision)."
     )
     limit: int = Field(default=1, ge=1, le=1000)

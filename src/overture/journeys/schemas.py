@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from overture.schemas import Strict
+from overture.schemas import JsonCheck, JsonObject, Strict, UserJson
 
 TileType = Literal["entry", "wait", "filter", "sync", "split", "exit"]
 TILE_TYPES: tuple[str, ...] = ("entry", "wait", "filter", "sync", "split", "exit")
@@ -27,8 +27,8 @@ class TileIn(Strict):
     )
     type: TileType
     name: str | None = Field(default=None, max_length=200)
-    config: dict[str, Any] = Field(default_factory=dict)
-    position: Any = None
+    config: JsonObject = Field(default_factory=dict)
+    position: UserJson = None
 
     def stored(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "type": self.type, "config": self.config}
@@ -56,7 +56,7 @@ class EdgeIn(Strict):
         return out
 
 
-Criteria = dict[str, Any] | list[Any] | None
+Criteria = JsonObject | Annotated[list[Any], JsonCheck()] | None
 
 
 class JourneyCreate(Strict):

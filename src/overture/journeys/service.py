@@ -243,11 +243,14 @@ def update_journey(session: Session, journey_id: str, body: JourneyUpdate) -> Jo
         journey.edges = [e.stored() for e in body.edges or []]
     if "schedule" in sent:
         journey.schedule = _schedule_text(body.schedule)
-    _check_at_save(session, journey)
-    if journey.status in (JourneyStatus.ACTIVE, JourneyStatus.DRAINING, JourneyStatus.PAUSED):
-        errors = validation_errors(session, journey)
-        if errors:
-            raise InvalidJourney(errors)
+    # The checks query (the model, destinations): an autoflush would send an unknown
+    # parent_model_id to the database first, where the foreign key refuses it (a 500, not a 422).
+    with session.no_autoflush:
+        _check_at_save(session, journey)
+        if journey.status in (JourneyStatus.ACTIVE, JourneyStatus.DRAINING, JourneyStatus.PAUSED):
+            errors = validation_errors(session, journey)
+            if errors:
+                raise InvalidJourney(errors)
     journey.version += 1
     journey.updated_at = session.now()
     _sync_schedule(session, journey)

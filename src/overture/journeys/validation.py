@@ -186,7 +186,7 @@ def _wait(at: _Tile, config: Mapping[str, Any], _c: Any, _k: Any) -> None:
         and not isinstance(duration, bool)
         and isinstance(unit, str)
         and unit in WAIT_UNITS
-        and duration * WAIT_UNITS[unit] > MAX_WAIT
+        and duration > MAX_WAIT // WAIT_UNITS[unit]  # not duration * unit: a timedelta overflows
     ):
         at.malformed("duration", "a wait may last at most 10 years")
 

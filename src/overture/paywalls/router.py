@@ -40,6 +40,7 @@ from overture.paywalls.schemas import (
     RegisterOut,
     ReorderIn,
 )
+from overture.schemas import JsonCheck
 
 PREFIXES = ("/v1/projects/{id}", "/api/v1/projects/{id}")
 
@@ -224,7 +225,7 @@ def send_events(
     id: str,
     caller: EventWriter,
     db: DbSession,
-    body: Annotated[Any, Body(description=_EVENTS_DESCRIPTION)],
+    body: Annotated[Any, JsonCheck(max_bytes=None), Body(description=_EVENTS_DESCRIPTION)],
 ) -> object:
     """Store events in the event stream (public keys may call this). `transaction_complete` events,
     which carry `properties.revenue`, count as conversions of the experiment variants their user saw."""

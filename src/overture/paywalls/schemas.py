@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from overture.schemas import Strict
+from overture.schemas import JsonObject, Strict, UserJson
 
 CampaignStatus = Literal["active", "inactive", "archived"]
 PlacementStatus = Literal["active", "paused"]
@@ -55,12 +55,12 @@ class PaywallCreate(Strict):
         default=None, description="Optional client-chosen id, unique in the project (e.g. pw_original)."
     )
     name: Name
-    config: dict[str, Any] = Field(default_factory=dict, description="What the SDK needs to render it.")
+    config: JsonObject = Field(default_factory=dict, description="What the SDK needs to render it.")
 
 
 class PaywallUpdate(Strict):
     name: Name | None = None
-    config: dict[str, Any] | None = None
+    config: JsonObject | None = None
 
 
 class PaywallRead(BaseModel):
@@ -186,7 +186,7 @@ _FILTERS_SCHEMA: dict[str, Any] = {
 
 class AudienceCreate(Strict):
     name: Name
-    filters: Any = Field(
+    filters: UserJson = Field(
         description="Flat list of rules {field, operator, value, conjunction} or a canonical filter tree; "
         "[] matches everyone.",
         json_schema_extra=_FILTERS_SCHEMA,
@@ -205,7 +205,7 @@ class AudienceUpdate(Strict):
     """Every field optional; `experiment: null` removes the experiment, `paywall_id: null` the paywall."""
 
     name: Name | None = None
-    filters: Any = Field(default=None, json_schema_extra=_FILTERS_SCHEMA)
+    filters: UserJson = Field(default=None, json_schema_extra=_FILTERS_SCHEMA)
     entitlement_check: Name | None = None
     frequency_cap: str | None = None
     paywall_id: PaywallId | None = None
@@ -246,9 +246,9 @@ class RegisterIn(Strict):
     placement: Annotated[str, Field(min_length=1, max_length=100)]
     user_id: UserId
     session_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
-    user: dict[str, Any] | None = Field(default=None, description="user.* attributes for the filters.")
-    device: dict[str, Any] | None = Field(default=None, description="device.* attributes.")
-    params: dict[str, Any] | None = Field(default=None, description="params.* of this placement call.")
+    user: JsonObject | None = Field(default=None, description="user.* attributes for the filters.")
+    device: JsonObject | None = Field(default=None, description="device.* attributes.")
+    params: JsonObject | None = Field(default=None, description="params.* of this placement call.")
     entitlements: list[Annotated[str, Field(max_length=200)]] | None = Field(default=None, max_length=100)
 
     @field_validator("user")
@@ -279,7 +279,7 @@ class EventIn(Strict):
     user_id: UserId
     event: Annotated[str, Field(min_length=1, max_length=200)]
     timestamp: AwareDatetime | None = Field(default=None, description="ISO 8601 with offset; default now.")
-    properties: dict[str, Any] | None = None
+    properties: JsonObject | None = None
 
 
 class EventsAccepted(BaseModel):

@@ -7,20 +7,22 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from overture.schemas import Strict
+from overture.schemas import Strict, UserJson
 from overture.segments.states import ReachStatus
 
 
 class SegmentCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     model_id: str = Field(min_length=1, max_length=36)
-    filter: Any = Field(default=None, description="A filter tree over the model's fields (empty: everyone).")
+    filter: UserJson = Field(
+        default=None, description="A filter tree over the model's fields (empty: everyone)."
+    )
 
 
 class SegmentUpdate(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     model_id: str | None = Field(default=None, min_length=1, max_length=36)
-    filter: Any = None
+    filter: UserJson = None
 
 
 class Reach(BaseModel):
@@ -51,7 +53,7 @@ class SegmentRead(BaseModel):
 
 class PreviewIn(Strict):
     model_id: str = Field(min_length=1, max_length=36)
-    filter: Any = None
+    filter: UserJson = None
 
 
 class PreviewRead(BaseModel):
