@@ -40,6 +40,11 @@ ACCEPTED: dict[str, str] = {
     "retention_runs_days": "a whole number of days, 0 to keep forever",
     "retention_cap_sessions_days": "a whole number of days, 0 to keep forever",
     "retention_batch": "a whole number from 10 to 100000",
+    "rate_limit_key": "a whole number of requests per second, 0 for no limit",
+    "rate_limit_address": "a whole number of requests per second, 0 for no limit",
+    "rate_limit_window": "a whole number of seconds from 1 to 3600",
+    "rate_limit_exempt": "comma-separated CIDR ranges such as 127.0.0.0/8,::1/128 (or a JSON list), "
+    "or [] for none",
 }
 
 
@@ -154,8 +159,23 @@ class Settings(BaseSettings):
         default=30, ge=0, description="Per-session paywall cap counters are deleted this long after a change."
     )
     retention_batch: int = Field(default=1000, ge=10, le=100_000, description="Rows per retention DELETE.")
+    # Public keys ship in apps: their requests are rate-limited per key and per client address.
+    rate_limit_key: int = Field(
+        default=1000,
+        ge=0,
+        description="Requests per second one public key may make (averaged over a window).",
+    )
+    rate_limit_address: int = Field(
+        default=100, ge=0, description="Requests per second one client address may make with public keys."
+    )
+    rate_limit_window: int = Field(default=10, ge=1, le=3600, description="The rate limits' window, seconds.")
+    rate_limit_exempt: Annotated[list[str], NoDecode] = Field(
+        default="127.0.0.0/8,::1/128",  # as written in the environment (validated like it)
+        validate_default=True,
+        description="Client addresses never rate-limited (CIDR ranges; default: this machine).",
+    )
 
-    @field_validator("egress_allow", mode="before")
+    @field_validator("egress_allow", "rate_limit_exempt", mode="before")
     @classmethod
     def _split_cidrs(cls, value: object) -> object:
         if isinstance(value, str):
@@ -170,7 +190,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("egress_allow")
+    @field_validator("egress_allow", "rate_limit_exempt")
     @classmethod
     def _check_cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:

@@ -9,6 +9,8 @@ seen), then:
 - on a route that authenticates with an API key (its dependencies reach `authenticate`, or it
   declares `security` itself, like register), resolves the key from `Authorization` and answers 401
   unread; the caller goes into the request state, where `authenticate` finds it;
+- rate-limits public keys per key and per client address (`overture.auth.ratelimit`): 429 with
+  `Retry-After`, still unread;
 - answers 413 naming the limit when `Content-Length` is over it, and otherwise counts a body sent
   without a length (chunked) while the route reads it, stopping at the first chunk over the limit:
   an oversize body is never held in memory.
@@ -34,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from overture.api.errors import error_response, overture_error_response
 from overture.auth.deps import authenticate, cached_caller_of_token, caller_of_token, token_of_header
+from overture.auth.ratelimit import rate_limiter
 from overture.auth.service import Caller
 from overture.config import Settings
 from overture.db.context import AppContext
@@ -91,6 +94,8 @@ class RequestLimits:
     def __init__(self, app: ASGIApp, routes_of: FastAPI, ctx: AppContext) -> None:
         self.app = app
         self.ctx = ctx
+        limiter = rate_limiter(ctx)
+        self._limiter = limiter if limiter.enabled else None
         self._routes_of = routes_of
         self._table: list[tuple[re.Pattern[str], frozenset[str], Rule]] | None = None
         self._default: Rule | None = None
@@ -122,6 +127,14 @@ class RequestLimits:
                 state["caller"] = caller
             if caller.public:
                 limit = rule.public_limit
+                if self._limiter is not None:
+                    client = scope.get("client")
+                    refusal = self._limiter.check(caller.key_id, client[0] if client else None)
+                    if refusal is not None:
+                        answer = error_response(429, refusal.detail, "rate_limited")
+                        answer.headers["Retry-After"] = str(refusal.retry_after)
+                        await answer(scope, receive, send)
+                        return
         if length is not None:
             try:
                 declared = int(length)

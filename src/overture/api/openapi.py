@@ -29,6 +29,7 @@ _DESCRIPTIONS = {
     "413": "The body is larger than this operation accepts",
     "415": "The body is not sent as JSON",
     "422": "A value breaks a rule; `field` names it (`a.b[0].c`) and `errors` lists every problem",
+    "429": "A public key's rate limit is reached (per key or per client address); see `Retry-After`",
 }
 
 
@@ -41,7 +42,7 @@ def _errors_of(path: str, method: str, operation: dict[str, Any]) -> list[str]:
     has_body = "requestBody" in operation
     has_params = bool(operation.get("parameters")) or has_body
     if _authenticates(operation):
-        codes += ["401", "403"]
+        codes += ["401", "403", "429"]
     if "{" in path:
         codes.append("404")
     if method in WRITE_METHODS:

@@ -35,3 +35,15 @@ class ApiKey(WorkspaceScoped, Base):
     created_at: Mapped[datetime] = mapped_column(nullable=False)
     last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class RateCount(Base):
+    """Requests of a public key or a client address in one rate-limit window, summed over every API
+    process (`overture.auth.ratelimit`; PostgreSQL only, rows of past windows are deleted)."""
+
+    __tablename__ = "rate_limit_counts"
+
+    window_no: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    #: `k:<key id>` or `a:<client address>`.
+    subject: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(sa.Integer, nullable=False)

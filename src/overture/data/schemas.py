@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
-from overture.schemas import JsonObject, Strict, UserJson
+from overture.schemas import JsonCheck, Strict, UserJson
 
 #: A request carries at most this many records or events (bigger batches: `overture import`).
 MAX_BATCH = 10_000
+#: One event's properties: at most this many (top-level), and this many bytes as JSON. Public keys
+#: ship in apps, so these bound what anyone can make the event stream store per event.
+MAX_EVENT_PROPERTIES = 100
+MAX_EVENT_PROPERTIES_BYTES = 16 * 1024
+
+
+def _few_properties(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > MAX_EVENT_PROPERTIES:
+        raise ValueError(f"at most {MAX_EVENT_PROPERTIES} properties per event, got {len(value)}")
+    return value
+
+
+#: An event's `properties` (every events endpoint): 422 naming the field above the caps.
+EventProperties = Annotated[
+    dict[str, Any], JsonCheck(max_bytes=MAX_EVENT_PROPERTIES_BYTES), AfterValidator(_few_properties)
+]
 
 ColumnType = Literal["string", "integer", "number", "boolean", "timestamp", "date", "json"]
 
@@ -80,7 +96,7 @@ class EventIn(Strict):
     entity_id: str = Field(min_length=1, max_length=200)
     event: str = Field(min_length=1, max_length=200)
     timestamp: datetime | None = None
-    properties: JsonObject = Field(default_factory=dict)
+    properties: EventProperties = Field(default_factory=dict)
 
     @field_validator("entity_id", mode="before")
     @classmethod

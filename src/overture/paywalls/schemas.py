@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from overture.data.schemas import MAX_EVENT_PROPERTIES, MAX_EVENT_PROPERTIES_BYTES, EventProperties
 from overture.schemas import JsonObject, Strict, UserJson
 
 CampaignStatus = Literal["active", "inactive", "archived"]
@@ -279,7 +280,11 @@ class EventIn(Strict):
     user_id: UserId
     event: Annotated[str, Field(min_length=1, max_length=200)]
     timestamp: AwareDatetime | None = Field(default=None, description="ISO 8601 with offset; default now.")
-    properties: JsonObject | None = None
+    properties: EventProperties | None = Field(
+        default=None,
+        description=f"At most {MAX_EVENT_PROPERTIES} properties and "
+        f"{MAX_EVENT_PROPERTIES_BYTES // 1024} KiB of JSON.",
+    )
 
 
 class EventsAccepted(BaseModel):
