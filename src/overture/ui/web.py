@@ -234,7 +234,8 @@ def mount(app: FastAPI) -> None:
     app.include_router(router)
     for name in PAGE_MODULES:
         module = importlib.import_module(name)
-        app.include_router(module.router, prefix=PREFIX)
+        # HTML pages for a signed-in browser, not the API: kept out of /openapi.json.
+        app.include_router(module.router, prefix=PREFIX, include_in_schema=False)
         NAV.extend(n for n in module.NAV if n not in NAV)
 
     @app.get("/", include_in_schema=False)
