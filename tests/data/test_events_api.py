@@ -48,7 +48,7 @@ def test_post_events__public_key__stored_with_default_timestamp(
         },
     )
     assert r.status_code == 200, r.text
-    assert r.json() == {"accepted": 2}
+    assert r.json() == {"accepted": 2, "duplicates": 0}
     rows = _events_of(ctx, workspace.id)
     assert rows[0][:3] == ("u1", "purchase", datetime(2025, 6, 1, 8, 0, tzinfo=UTC))
     assert rows[0][3] == {"revenue": 9.99, "sku": "x'y"}

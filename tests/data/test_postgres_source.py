@@ -109,7 +109,7 @@ def test_pg_source__events_and_behavioural_preview(pg_client: TestClient, ws: Wo
     ]
     assert pg_client.post(
         f"{base(ws)}/events", headers=ws.public_headers, json={"events": events}
-    ).json() == {"accepted": 2}
+    ).json() == {"accepted": 2, "duplicates": 0}
     flt = {"event": "purchase", "where": {"field": "revenue", "operator": "gte", "value": 10}}
     r = pg_client.post(
         f"{base(ws)}/segments/preview", headers=ws.headers, json={"model_id": model["id"], "filter": flt}

@@ -68,7 +68,7 @@ def test_events__stored_in_event_stream_with_user_id_as_entity(ctx: AppContext, 
         public=True,
     )
     assert r.status_code == 200, r.text
-    assert r.json() == {"accepted": 2, "conversions": 0}
+    assert r.json() == {"accepted": 2, "duplicates": 0, "conversions": 0}
     ev = events_relation(ctx, api.ws.id)
     with get_source(ctx).connect() as conn:
         rows = conn.execute(sa.select(ev.c.entity_id, ev.c.event).order_by(ev.c.event)).all()
@@ -152,7 +152,7 @@ def test_results__exposures_once_per_user_and_conversions_after_exposure(
         ],
         public=True,
     )
-    assert r.json() == {"accepted": 4, "conversions": 2}
+    assert r.json() == {"accepted": 4, "duplicates": 0, "conversions": 2}
 
     body = results(api, cid, aid)
     assert body["state"] == "running" and body["auto_promote"] is False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -26,3 +28,16 @@ class EntityModel(WorkspaceScoped, Timestamped, Base):
     @property
     def managed(self) -> bool:
         return self.kind == "managed"
+
+
+class EventId(Base):
+    """Event ids already stored, per workspace, so a retried batch is stored (and counted) once: one
+    claim serves every events endpoint (`overture.data.events.first_seen`)."""
+
+    __tablename__ = "event_ids"
+
+    workspace_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(nullable=False)

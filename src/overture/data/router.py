@@ -76,5 +76,13 @@ def get_record(id: str, model_id: str, key: str, caller: ModelsRead, db: DbSessi
 
 @router.post("/events", response_model=EventsResult, openapi_extra={"x-body-limit": "import"})
 def record_events(id: str, body: EventsIn, caller: EventsWrite, ctx: Ctx) -> object:
-    """Append up to 10,000 events (public keys may call this)."""
-    return EventsResult(accepted=events_service.record_events(ctx, caller.workspace_id, body.events))
+    """Append up to 10,000 events (public keys may call this); an `event_id` seen before is stored
+    once (`duplicates`)."""
+    ids = events_service.event_ids([e.event_id for e in body.events], body.batch_id)
+    if not any(ids):  # nothing to claim: no write to the application database
+        return EventsResult(accepted=events_service.record_events(ctx, caller.workspace_id, body.events))
+    with ctx.transaction(workspace_id=caller.workspace_id) as db:
+        keep = events_service.first_seen(db, ids)
+        fresh = [e for e, new in zip(body.events, keep, strict=True) if new]
+        accepted = events_service.record_events(ctx, caller.workspace_id, fresh)
+    return EventsResult(accepted=accepted, duplicates=len(body.events) - accepted)

@@ -23,6 +23,13 @@ def _few_properties(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+#: An event's id (every events endpoint): seen before in the workspace, the event is not stored again.
+EventIdText = Annotated[
+    str, Field(min_length=1, max_length=200, examples=["6f1c2a0e-3b7d-4c55-9d1e-2f8a7b6c5d4e"])
+]
+#: A batch's id: an event without its own id gets `<batch id>:<index>`, so a retried batch counts once.
+BatchIdText = Annotated[str, Field(min_length=1, max_length=100, examples=["sdk-batch-0001"])]
+
 #: An event's `properties` (every events endpoint): 422 naming the field above the caps.
 EventProperties = Annotated[
     dict[str, Any], JsonCheck(max_bytes=MAX_EVENT_PROPERTIES_BYTES), AfterValidator(_few_properties)
@@ -97,6 +104,7 @@ class EventIn(Strict):
     event: str = Field(min_length=1, max_length=200)
     timestamp: datetime | None = None
     properties: EventProperties = Field(default_factory=dict)
+    event_id: EventIdText | None = None
 
     @field_validator("entity_id", mode="before")
     @classmethod
@@ -115,7 +123,11 @@ class EventIn(Strict):
 
 class EventsIn(Strict):
     events: list[EventIn] = Field(description=f"Up to {MAX_BATCH:,} events (413 above that).")
+    batch_id: BatchIdText | None = None
 
 
 class EventsResult(BaseModel):
-    accepted: int
+    accepted: int = Field(description="Events stored.")
+    duplicates: int = Field(
+        default=0, description="Events not stored again: their `event_id` was seen before."
+    )

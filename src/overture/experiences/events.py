@@ -10,14 +10,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from overture.core.filters import experience_event_name
-from overture.data.events import record_events
+from overture.data.events import event_ids, first_seen, record_events
 from overture.data.schemas import EventIn as StreamEvent
 from overture.data.source import get_source
-from overture.db import dialects
 from overture.db.context import AppContext
 from overture.db.session import Session
 from overture.errors import Invalid
-from overture.experiences.models import EventIdSeen, Experience
+from overture.experiences.models import Experience
 from overture.experiences.schemas import EventIn
 
 __all__ = [
@@ -38,10 +37,10 @@ EventsResult = dict[str, int]
 Metrics = dict[str, tuple[int, int]]
 
 
-def record(session: Session, events: Sequence[EventIn]) -> EventsResult:
-    """Store a batch in the event stream. An `eventId` seen before (in an earlier batch or earlier in
-    this one) is skipped, so a retried batch counts once: the ids are claimed in the application
-    database in this transaction (a concurrent retry waits on the first and then sees its ids)."""
+def record(session: Session, events: Sequence[EventIn], batch_id: str | None = None) -> EventsResult:
+    """Store a batch in the event stream. An `eventId` (or `<batchId>:<index>`) seen before, in an
+    earlier batch or earlier in this one, is skipped, so a retried batch counts once
+    (`overture.data.events.first_seen`)."""
     if not events:
         return {"accepted": 0, "duplicates": 0}
     known = set(
@@ -55,41 +54,20 @@ def record(session: Session, events: Sequence[EventIn]) -> EventsResult:
                 f"events[{i}].experienceId: experience '{e.experience_id}' not found",
                 field=f"events[{i}].experienceId",
             )
-    fresh = _claim_ids(session, [e.event_id for e in events if e.event_id is not None])
-    keep: list[EventIn] = []
-    for e in events:
-        if e.event_id is None:
-            keep.append(e)
-        elif e.event_id in fresh:
-            fresh.discard(e.event_id)  # a second copy in the same batch is a duplicate too
-            keep.append(e)
+    ids = event_ids([e.event_id for e in events], batch_id)
+    keep = first_seen(session, ids)
     stream = [
         StreamEvent(
             entity_id=e.user_id,
             event=experience_event_name(e.type, e.experience_id),
             timestamp=e.timestamp,
-            properties={"experienceId": e.experience_id, **({"eventId": e.event_id} if e.event_id else {})},
+            properties={"experienceId": e.experience_id, **({"eventId": i} if i else {})},
         )
-        for e in keep
+        for e, i, new in zip(events, ids, keep, strict=True)
+        if new
     ]
     accepted = record_events(session.ctx, session.workspace_id, stream)
     return {"accepted": accepted, "duplicates": len(events) - accepted}
-
-
-def _claim_ids(session: Session, ids: list[str]) -> set[str]:
-    """The ids not seen before, now recorded as seen (in the caller's transaction)."""
-    unique = sorted(set(ids))
-    if not unique:
-        return set()
-    now = session.now()
-    table = EventIdSeen.__table__
-    stmt = (
-        dialects.insert(session, table)
-        .values([{"workspace_id": session.workspace_id, "event_id": i, "created_at": now} for i in unique])
-        .on_conflict_do_nothing(index_elements=["workspace_id", "event_id"])
-        .returning(table.c.event_id)
-    )
-    return set(session.scalars(stmt))
 
 
 def record_deliveries(ctx: AppContext, workspace_id: str, user_id: str, experience_ids: Sequence[str]) -> int:

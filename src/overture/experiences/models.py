@@ -16,7 +16,6 @@ from overture.db.base import Base, JSONType, Timestamped, WorkspaceScoped, new_i
 
 __all__ = [
     "ACCOUNT_PRIORITY",
-    "EventIdSeen",
     "Experience",
     "ExperienceGroup",
     "Prioritization",
@@ -138,18 +137,6 @@ class ProviderAuth(WorkspaceScoped, Timestamped, Base):
     #: No foreign key: destinations are only ever soft-deleted, and a key into the delivery branch
     #: would tie this migration branch to it (Alembic mis-orders two cross-branch dependencies).
     destination_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
-
-
-class EventIdSeen(Base):
-    """Event ids already stored, so a retried batch counts once."""
-
-    __tablename__ = "experience_event_ids"
-
-    workspace_id: Mapped[str] = mapped_column(
-        sa.String(36), sa.ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
-    )
-    event_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(nullable=False)
 
 
 register_campaign_type(ExperienceGroup, "experience_group")  # the campaign registry (overture.campaigns)

@@ -233,7 +233,7 @@ def import_experiences(body: ImportBody, caller: Write, db: DbSession) -> object
 @router.post("/events", openapi_extra={"x-body-limit": "events"})
 def record_events(body: EventsBody, caller: EventsCaller, db: DbSession) -> dict[str, int]:
     """Delivery, impression and conversion events into the event stream (`eventId`: counted once)."""
-    return events.record(db, body.events)
+    return events.record(db, body.events, body.batch_id)
 
 
 async def _candidates(request: Request) -> Response:

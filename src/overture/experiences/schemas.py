@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from overture.data.schemas import BatchIdText, EventIdText
 from overture.schemas import Camel, JsonObject, UserJson
 
 __all__ = [
@@ -288,16 +289,12 @@ class EventIn(Camel):
     experience_id: Id = Field(min_length=1, max_length=64)
     user_id: str = Field(min_length=1, max_length=200)
     timestamp: datetime | None = None
-    event_id: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        description="A retried batch with the same ids counts once.",
-    )
+    event_id: EventIdText | None = None
 
 
 class EventsBody(Camel):
     events: list[EventIn] = Field(max_length=10_000)
+    batch_id: BatchIdText | None = None
 
 
 class DecideBody(Camel):

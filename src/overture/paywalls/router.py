@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from overture.auth.deps import DbSession, authenticate, check_workspace_path, get_ctx, require
 from overture.auth.service import Caller
+from overture.data.schemas import BatchIdText
 from overture.errors import Invalid, TooLarge
 from overture.metrics import count_decision_answer
 from overture.paywalls import service, service_experiments, service_register
@@ -199,23 +200,32 @@ def delete_paywall(id: str, pid: str, caller: Writer, db: DbSession) -> None:
 # -- events -----------------------------------------------------------------------------------------
 
 _EVENTS = TypeAdapter(list[EventIn])
+_BATCH_ID = TypeAdapter(BatchIdText)
 _EVENTS_DESCRIPTION = (
-    'A batch of events {user_id, event, timestamp?, properties?}: a JSON array or {"events": [...]}. '
+    "A batch of events {user_id, event, event_id?, timestamp?, properties?}: a JSON array, or "
+    '{"events": [...], "batch_id"?: "..."} (an event without event_id then gets "<batch_id>:<index>"). '
     f"At most {MAX_EVENTS_PER_BATCH} per request (413 above that)."
 )
+_EVENTS_SHAPE = 'events: expected a JSON array of events or {"events": [...], "batch_id"?: "..."}'
 
 
-def _parse_events(raw: Any) -> list[EventIn]:
+def _parse_events(raw: Any) -> tuple[list[EventIn], str | None]:
+    batch_id = None
     if isinstance(raw, dict):
-        if set(raw) != {"events"}:
-            raise Invalid('events: expected a JSON array of events or {"events": [...]}', field="events")
+        if "events" not in raw or not set(raw) <= {"events", "batch_id"}:
+            raise Invalid(_EVENTS_SHAPE, field="events")
+        if raw.get("batch_id") is not None:
+            try:
+                batch_id = _BATCH_ID.validate_python(raw["batch_id"])
+            except ValidationError as exc:
+                raise RequestValidationError([{**e, "loc": ("batch_id", *e["loc"])} for e in exc.errors()])
         raw = raw["events"]
     if not isinstance(raw, list):
-        raise Invalid('events: expected a JSON array of events or {"events": [...]}', field="events")
+        raise Invalid(_EVENTS_SHAPE, field="events")
     if len(raw) > MAX_EVENTS_PER_BATCH:
         raise TooLarge(f"events: at most {MAX_EVENTS_PER_BATCH} per request, got {len(raw)}", field="events")
     try:
-        return _EVENTS.validate_python(raw)
+        return _EVENTS.validate_python(raw), batch_id
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("events", *e["loc"])} for e in exc.errors()])
 
@@ -228,9 +238,13 @@ def send_events(
     body: Annotated[Any, JsonCheck(max_bytes=None), Body(description=_EVENTS_DESCRIPTION)],
 ) -> object:
     """Store events in the event stream (public keys may call this). `transaction_complete` events,
-    which carry `properties.revenue`, count as conversions of the experiment variants their user saw."""
-    result = service_experiments.ingest_events(db, _parse_events(body))
-    return EventsAccepted(accepted=result.accepted, conversions=result.conversions)
+    which carry `properties.revenue`, count as conversions of the experiment variants their user saw.
+    An event whose `event_id` was seen before is stored and counted once (`duplicates`)."""
+    events, batch_id = _parse_events(body)
+    result = service_experiments.ingest_events(db, events, batch_id)
+    return EventsAccepted(
+        accepted=result.accepted, duplicates=result.duplicates, conversions=result.conversions
+    )
 
 
 # -- the decision -----------------------------------------------------------------------------------

@@ -10,7 +10,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from overture.data.schemas import MAX_EVENT_PROPERTIES, MAX_EVENT_PROPERTIES_BYTES, EventProperties
+from overture.data.schemas import (
+    MAX_EVENT_PROPERTIES,
+    MAX_EVENT_PROPERTIES_BYTES,
+    EventIdText,
+    EventProperties,
+)
 from overture.schemas import JsonObject, Strict, UserJson
 
 CampaignStatus = Literal["active", "inactive", "archived"]
@@ -279,6 +284,7 @@ class RegisterOut(BaseModel):
 class EventIn(Strict):
     user_id: UserId
     event: Annotated[str, Field(min_length=1, max_length=200)]
+    event_id: EventIdText | None = None
     timestamp: AwareDatetime | None = Field(default=None, description="ISO 8601 with offset; default now.")
     properties: EventProperties | None = Field(
         default=None,
@@ -288,7 +294,10 @@ class EventIn(Strict):
 
 
 class EventsAccepted(BaseModel):
-    accepted: int
+    accepted: int = Field(description="Events stored.")
+    duplicates: int = Field(
+        default=0, description="Events not stored again: their `event_id` was seen before (a retried batch)."
+    )
     conversions: int = Field(description="Conversions attributed to experiment variants.")
 
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from overture.core import stats
 from overture.core.encode import isoformat_z
 from overture.data.events import EventIn as StreamEvent
-from overture.data.events import record_events
+from overture.data.events import event_ids, first_seen, record_events
 from overture.db.dialects import rowcount
 from overture.db.session import Session
 from overture.errors import Invalid, NotFound
@@ -194,15 +194,22 @@ class IngestResult:
     accepted: int
     conversions: int
     promoted: list[str]
+    duplicates: int = 0
 
 
-def ingest_events(session: Session, events: Sequence[EventIn]) -> IngestResult:
+def ingest_events(session: Session, events: Sequence[EventIn], batch_id: str | None = None) -> IngestResult:
     """Store a batch of events in the event stream (a missing timestamp is now) and attribute its
-    purchases to experiment variants, all or nothing."""
+    purchases to experiment variants, all or nothing. An event whose `event_id` (or
+    `<batch_id>:<index>`) was seen before is neither stored nor counted again (`duplicates`)."""
     check_events(events)
     now = session.now()
-    events = [e if e.timestamp else e.model_copy(update={"timestamp": now}) for e in events]
-    result = attribute_conversions(session, events)
+    keep = first_seen(session, event_ids([e.event_id for e in events], batch_id))
+    fresh = [
+        e if e.timestamp else e.model_copy(update={"timestamp": now})
+        for e, new in zip(events, keep, strict=True)
+        if new
+    ]
+    result = attribute_conversions(session, fresh)
     # Written after the conversions are flushed and before they commit: if the event stream refuses
     # the batch, nothing of it is kept anywhere.
     record_events(
@@ -212,10 +219,10 @@ def ingest_events(session: Session, events: Sequence[EventIn]) -> IngestResult:
             StreamEvent(
                 entity_id=e.user_id, event=e.event, timestamp=e.timestamp, properties=e.properties or {}
             )
-            for e in events
+            for e in fresh
         ],
     )
-    return result
+    return IngestResult(result.accepted, result.conversions, result.promoted, len(events) - len(fresh))
 
 
 def attribute_conversions(session: Session, events: Sequence[EventIn]) -> IngestResult:
