@@ -230,7 +230,35 @@ def _parse_events(raw: Any) -> tuple[list[EventIn], str | None]:
         raise RequestValidationError([{**e, "loc": ("events", *e["loc"])} for e in exc.errors()])
 
 
-@router.post("/events", response_model=EventsAccepted, openapi_extra={"x-body-limit": "events"})
+# The body is parsed by _parse_events (413 before validating a too-long batch); the document still
+# gives its exact shape, so clients and the fuzzer (tests/test_fuzz.py) can send valid batches.
+_EVENT_LIST = {**_EVENTS.json_schema(), "maxItems": MAX_EVENTS_PER_BATCH}
+_EVENT_DEFS = _EVENT_LIST.pop("$defs")
+_EVENTS_BODY = {
+    "anyOf": [
+        _EVENT_LIST,
+        {
+            "type": "object",
+            "properties": {
+                "events": _EVENT_LIST,
+                "batch_id": {"anyOf": [_BATCH_ID.json_schema(), {"type": "null"}]},
+            },
+            "required": ["events"],
+            "additionalProperties": False,
+        },
+    ],
+    "$defs": _EVENT_DEFS,
+}
+
+
+@router.post(
+    "/events",
+    response_model=EventsAccepted,
+    openapi_extra={
+        "x-body-limit": "events",
+        "requestBody": {"content": {"application/json": {"schema": _EVENTS_BODY}}},
+    },
+)
 def send_events(
     id: str,
     caller: EventWriter,
