@@ -409,33 +409,35 @@ def serve(
                 f"  [bold]{base}/ui/signin/link?token={token}[/bold]",
                 soft_wrap=True,
             )
+    from overture.api import serving
     from overture.api.observability import log_config
 
     logging_config = log_config(ctx.settings.log_format)
-    if workers == 1:
+    access_log = ctx.settings.log_format != "json"  # JSON: the app logs requests, with their id
+    if workers == 1 and ctx.settings.server == "uvicorn":
         uvicorn.run(
             create_app(ctx, run_migrations=False),
             host=host,
             port=port,
             log_config=logging_config,
-            access_log=ctx.settings.log_format != "json",  # JSON: the app logs requests, with their id
+            access_log=access_log,
         )
         return
-    # Several processes: each builds its app from the same settings (the factory), and counts its
-    # metrics into files in one directory that `GET /metrics` adds up (prometheus-client).
-    metrics_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or ctx.settings.home / "metrics")
-    shutil.rmtree(metrics_dir, ignore_errors=True)  # counts of a previous server are not ours
-    metrics_dir.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
+    if workers > 1:
+        # Several processes: each builds its app from the same settings (the factory), and counts its
+        # metrics into files in one directory that `GET /metrics` adds up (prometheus-client).
+        metrics_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or ctx.settings.home / "metrics")
+        shutil.rmtree(metrics_dir, ignore_errors=True)  # counts of a previous server are not ours
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
     ctx.close()
-    uvicorn.run(
-        "overture.api.app:create_app",
-        factory=True,
+    serving.run(
+        server=ctx.settings.server,
         host=host,
         port=port,
         workers=workers,
         log_config=logging_config,
-        access_log=ctx.settings.log_format != "json",
+        access_log=access_log,
     )
 
 

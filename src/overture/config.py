@@ -26,6 +26,7 @@ ACCEPTED: dict[str, str] = {
     "run_workers": "true or false (also 1/0, yes/no, on/off)",
     "worker_concurrency": "a whole number from 1 to 64",
     "log_format": "text or json",
+    "server": "uvicorn or granian",
     "secret_key": "a random string of at least 32 characters (a key ring: several, comma-separated, newest "
     "first), the same on every process",
     "body_limit": "a size in bytes, or with a unit such as 512KiB or 4MiB",
@@ -110,6 +111,10 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or as one JSON object each (with the request id)."
+    )
+    server: Literal["uvicorn", "granian"] = Field(
+        default="uvicorn",
+        description="The HTTP server `overture serve` runs the API under (granian: `overture[granian]`).",
     )
     # Request bodies, by route class (docs/operations.md, "Limits"); larger bodies answer 413 unread.
     body_limit: ByteSize = Field(

@@ -115,6 +115,7 @@ BAD = [
     ("OVERTURE_DATABASE_URL", "not a url", "not a database URL"),
     ("OVERTURE_DATA_URL", "nonsense://x", "unknown database kind 'nonsense'"),
     ("OVERTURE_LOG_FORMAT", "xml", "'text' or 'json'"),
+    ("OVERTURE_SERVER", "nginx", "'uvicorn' or 'granian'"),
     ("OVERTURE_BODY_LIMIT", "lots", "could not parse value and unit"),
     ("OVERTURE_SECRET_KEY", "k" * 32 + ",too-short", "every key must have at least 32 characters"),
 ]

@@ -201,8 +201,8 @@ JsonFormatter.converter = time.gmtime
 
 
 def log_config(log_format: str) -> dict[str, Any]:
-    """A `logging.config.dictConfig` for the server and workers: uvicorn's loggers and Overture's,
-    as text or as JSON lines."""
+    """A `logging.config.dictConfig` for the server and workers: the HTTP server's loggers (uvicorn
+    or granian) and Overture's, as text or as JSON lines."""
     formatter: dict[str, Any] = (
         {"()": f"{__name__}.JsonFormatter"}
         if log_format == "json"
@@ -218,6 +218,8 @@ def log_config(log_format: str) -> dict[str, Any]:
             "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
             "uvicorn.error": {"level": "INFO"},
             "uvicorn.access": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "_granian": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "granian.access": {"handlers": ["default"], "level": "INFO", "propagate": False},
             "overture": {"handlers": ["default"], "level": "INFO", "propagate": False},
         },
     }
