@@ -1,6 +1,7 @@
-"""Decision tables across processes (PostgreSQL): a configuration change committed by this process
-reaches the compiled table of another server process through LISTEN/NOTIFY, so its next register
-sees the change. Bounded: the server is a loopback subprocess stopped at the end, polls time out."""
+"""Decision tables across processes: a configuration change committed by this process reaches the
+compiled table of another server process (PostgreSQL: LISTEN/NOTIFY; SQLite: the change log), so its
+next register sees the change; and caps hold across the two processes' group commits. Bounded: the
+server is a loopback subprocess stopped at the end, polls time out."""
 
 from __future__ import annotations
 
@@ -48,8 +49,6 @@ def _free_port() -> int:
 
 @pytest.fixture
 def other_process(ctx: AppContext, tmp_path: Path) -> Iterator[str]:
-    if ctx.engine.dialect.name != "postgresql":
-        pytest.skip("cross-process invalidation rides on PostgreSQL LISTEN/NOTIFY")
     port = _free_port()
     url = ctx.settings.resolved_database_url
     proc = subprocess.Popen([sys.executable, "-c", SERVER, str(tmp_path), url, str(port)])
