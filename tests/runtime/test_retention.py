@@ -323,3 +323,18 @@ def test_broadcast_recipients__settled_rows_of_old_executions_go__failed_and_ope
         ) == {"failed"}
         # The execution keeps its record (counts) whatever its recipients.
         assert session.scalar(sa.select(Execution.sent).where(Execution.id == finished_long_ago)) == 20
+
+
+def test_one_statement_deletes_at_most_one_batch(rctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = rctx
+    ctx.clock = FrozenClock(datetime(2026, 3, 1, tzinfo=UTC))
+    with ctx.transaction() as session:
+        for i in range(60):
+            enqueue_job(session, "test.retention.work", {"i": i})
+    assert drain(ctx, kinds=["test.retention.work"]) == 60
+    ctx.clock = FrozenClock(datetime(2026, 4, 1, tzinfo=UTC))
+    monkeypatch.setattr(retention, "MAX_BATCHES_PER_SWEEP", 1)
+    assert retention.sweep(ctx)["jobs"] == 25  # one statement: the batch (25), not every expired row
+    assert _count(ctx, Job.__table__) == 35
+    monkeypatch.setattr(retention, "MAX_BATCHES_PER_SWEEP", 100)
+    assert retention.sweep(ctx)["jobs"] == 35  # the backlog goes over the next sweeps

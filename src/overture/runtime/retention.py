@@ -95,9 +95,14 @@ def _drain(ctx: AppContext, rule: Rule, size: int) -> int:
             where = rule.expired(ctx.clock.now(), ctx.settings)
             if where is None:
                 return total
+            # A materialized CTE is evaluated once; as a plain IN subquery PostgreSQL may re-run it
+            # per row and (skipping locked rows) pick more than `size` (see job_runs.claim_batch).
             chosen = dialects.skip_locked(sa.select(*key).where(where).limit(size), session)
+            picked = chosen.cte("expired").prefix_with("MATERIALIZED")
             target = key[0] if len(key) == 1 else sa.tuple_(*key)
-            n = rowcount(session.execute(sa.delete(rule.table).where(target.in_(chosen))))
+            # Rows counted off RETURNING: pysqlite reports no rowcount for a statement led by WITH.
+            deleted = sa.delete(rule.table).where(target.in_(sa.select(*picked.c))).returning(key[0])
+            n = len(session.execute(deleted).all())
         total += n
         if n < size:
             break
