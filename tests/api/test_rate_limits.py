@@ -137,7 +137,7 @@ def test_loopback_is_exempt_by_default_and_the_exemption_is_a_setting(
         limited = _limited_ctx(
             tmp_path / exempt.replace("/", "_"),
             ctx.settings.resolved_database_url,
-            rate_limit_key=0,
+            rate_limit_key=1,
             rate_limit_address=1,
             rate_limit_exempt=exempt,
         )

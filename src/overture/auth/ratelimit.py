@@ -12,8 +12,8 @@ server) the in-process count is the count.
 
 Windows are fixed (`OVERTURE_RATE_LIMIT_WINDOW` seconds, aligned on the clock so every process agrees
 which window it is in); `Retry-After` is the time left in the window. Addresses in
-`OVERTURE_RATE_LIMIT_EXEMPT` (by default loopback: this machine), and clients without an IP address
-(a unix socket, an in-process test client), are not limited per address."""
+`OVERTURE_RATE_LIMIT_EXEMPT` (by default loopback: this machine) are not limited at all; clients
+without an IP address (an in-process test client) are not limited per address."""
 
 from __future__ import annotations
 
@@ -40,6 +40,9 @@ KEEP_WINDOWS = 2
 #: Addresses whose exemption was decided, remembered up to this many (then forgotten at once).
 MAX_ADDRESSES = 65_536
 _CHUNK = 500
+#: A client address's standing: counted; exempt (OVERTURE_RATE_LIMIT_EXEMPT: no limit at all); not an
+#: IP address (no per-address limit; the key's still holds).
+_COUNTED, _EXEMPT, _NOT_AN_ADDRESS = "counted", "exempt", "not an address"
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class RateLimiter:
         self._key_limit = s.rate_limit_key * s.rate_limit_window
         self._address_limit = s.rate_limit_address * s.rate_limit_window
         self._exempt_networks = [ipaddress.ip_network(c, strict=False) for c in s.rate_limit_exempt]
-        self._exempt: dict[str, bool] = {}
+        self._exempt: dict[str, str] = {}  # address -> its standing (below)
         self._lock = threading.Lock()
         self._window = -1
         #: subject -> [counted here and not yet sent, being sent now, every process's total as last
@@ -78,7 +81,10 @@ class RateLimiter:
         refused request is not counted)."""
         now = self._ctx.clock.now().timestamp()
         window = int(now // self._window_seconds)
-        by_address = bool(self._address_limit) and address is not None and not self._is_exempt(address)
+        standing = _COUNTED if address is None else self._standing(address)
+        if standing is _EXEMPT:
+            return None
+        by_address = bool(self._address_limit) and standing is _COUNTED and address is not None
         if not (self._key_limit or by_address):
             return None
         with self._lock:
@@ -118,14 +124,15 @@ class RateLimiter:
             wait,
         )
 
-    def _is_exempt(self, address: str) -> bool:
+    def _standing(self, address: str) -> str:
         known = self._exempt.get(address)
         if known is None:
             try:
                 ip = ipaddress.ip_address(address)
-                known = any(ip in network for network in self._exempt_networks)
-            except ValueError:
-                known = True  # not an IP address (an in-process test client's name): nothing to limit
+            except ValueError:  # not an IP address (an in-process test client's name)
+                known = _NOT_AN_ADDRESS
+            else:
+                known = _EXEMPT if any(ip in n for n in self._exempt_networks) else _COUNTED
             if len(self._exempt) >= MAX_ADDRESSES:
                 self._exempt.clear()
             self._exempt[address] = known
