@@ -79,14 +79,14 @@ class RateLimiter:
     def check(self, key_id: str, address: str | None) -> Refusal | None:
         """Count one request of a public key from `address`; a Refusal when a limit is reached (the
         refused request is not counted)."""
-        now = self._ctx.clock.now().timestamp()
-        window = int(now // self._window_seconds)
         standing = _COUNTED if address is None else self._standing(address)
         if standing is _EXEMPT:
             return None
         by_address = bool(self._address_limit) and standing is _COUNTED and address is not None
         if not (self._key_limit or by_address):
             return None
+        now = self._ctx.clock.now().timestamp()
+        window = int(now // self._window_seconds)
         with self._lock:
             if window != self._window:
                 self._window = window
