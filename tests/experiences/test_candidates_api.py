@@ -179,6 +179,17 @@ def test_metrics__six_hours__event_ids_count_once__at_most_60s_old(
     assert _candidates(client, workspace)["candidates"][0]["metrics"]["conversions"] == 2
 
 
+def test_events__batch_id_makes_a_retry_count_once(client: TestClient, workspace: WorkspaceFixture) -> None:
+    """Events without their own eventId get `<batchId>:<index>` (issue #15, item 5)."""
+    seg = audience(client, workspace, 3)
+    ((a,),) = experience_ids(create_campaign(client, workspace, seg["id"], [["a"]]))
+    events = [{"type": "impression", "experienceId": a, "userId": f"c0000{i}"} for i in range(2)]
+    body = {"events": events, "batchId": "app-batch-9"}
+    for expected in ({"accepted": 2, "duplicates": 0}, {"accepted": 0, "duplicates": 2}):
+        r = client.post(f"{API}/events", headers=workspace.public_headers, json=body)
+        assert r.status_code == 200 and r.json() == expected, r.text
+
+
 def test_events__unknown_experience_and_bad_type__422(
     client: TestClient, workspace: WorkspaceFixture
 ) -> None:
