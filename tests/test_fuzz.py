@@ -22,6 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import PG_URL
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
@@ -84,10 +86,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("fuzz-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVERTURE_")}
     env.update(OVERTURE_HOME=str(home), OVERTURE_RUN_WORKERS="false")
+    if PG_URL:  # PostgreSQL refuses more than SQLite does: fuzz the production database when there is one
+        env["OVERTURE_DATABASE_URL"] = request.getfixturevalue("pg_database")
     init = subprocess.run(
         [BIN / "overture", "init", "--json"], env=env, capture_output=True, text=True, check=True
     )
