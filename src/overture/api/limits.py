@@ -103,6 +103,8 @@ class RequestLimits:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan" and self._table is None:
+                self._build()  # at startup: building every route's context costs ~0.5 s once
             await self.app(scope, receive, send)
             return
         rule = self._seen.get((scope["method"], scope["path"]))
@@ -179,12 +181,15 @@ class RequestLimits:
                 raise
             await error_response(413, str(exc.detail), "too_large")(scope, receive, send)
 
+    def _build(self) -> None:
+        self._table, self._default = build_rules(self._routes_of, self.ctx.settings)
+
     def _classify(self, method: str, path: str) -> Rule:
         """The first route serving `method` on `path`, in routing order (the rules are built on the
         first request, when every router is mounted)."""
         if self._table is None:
-            self._table, self._default = build_rules(self._routes_of, self.ctx.settings)
-        assert self._default is not None
+            self._build()
+        assert self._table is not None and self._default is not None
         rule = next((r for regex, methods, r in self._table if method in methods and regex.match(path)), None)
         if len(self._seen) >= MAX_REMEMBERED:
             self._seen.clear()
