@@ -34,6 +34,7 @@ import importlib.util
 import multiprocessing as mp
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -443,20 +444,28 @@ def wait_ready(port: int, timeout: float = 60.0) -> None:
     raise RuntimeError(f"the server on port {port} did not start")
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a process and all its descendants (Linux /proc):
-    the server's own cost, which other processes on a busy machine do not inflate the way they
-    stretch wall-clock rates."""
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (Linux /proc)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError):
                 fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
                 children.setdefault(int(fields[1]), []).append(int(entry))
-    total, stack = 0, [pid]
+    found, stack = [], [pid]
     while stack:
         p = stack.pop()
+        found.append(p)
         stack.extend(children.get(p, ()))
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its descendants: the server's
+    own cost, which other processes on a busy machine do not inflate the way they stretch wall-clock
+    rates."""
+    total = 0
+    for p in process_tree(pid):
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
@@ -726,11 +735,15 @@ def report_http(
         batches = {config: batch_sizes(port) for config, (_proc, port) in procs.items()}
     finally:
         for proc in [ceiling, *(p for p, _ in procs.values())]:
+            tree = process_tree(proc.pid)
             proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=15)
             if proc.poll() is None:
                 proc.kill()
+            for pid in tree[1:]:  # server workers its stop left behind (granian, uvicorn --workers)
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
     results = {
         k: summarize(lat, err, args.duration) | {"cpu": cpu} for k, (lat, err, cpu) in collected.items()
