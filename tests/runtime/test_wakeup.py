@@ -142,6 +142,60 @@ def test_a_message_enqueued_by_another_process__is_sent_well_before_the_poll(wct
         runtime.stop(timeout=10)
 
 
+def test_a_delayed_job__runs_when_due_not_at_the_next_poll(wctx: AppContext) -> None:
+    """A job enqueued to run in 1.5 s (a journey wait, a retry's backoff) runs then, although no
+    enqueue wakes the thread when it becomes due and the poll is 10 s."""
+    ctx = wctx
+    runtime = Runtime(
+        ctx,
+        concurrency=1,
+        run_scheduler=False,
+        run_dispatcher=False,
+        poll_interval=10.0,
+        kinds=["test.wake.record"],
+    ).start()
+    try:
+        time.sleep(0.5)
+        RAN.pop("delayed", None)
+        due = time.time() + 1.5
+        with ctx.transaction() as session:
+            enqueue_job(
+                session,
+                "test.wake.record",
+                {"tag": "delayed"},
+                run_at=ctx.clock.now() + timedelta(seconds=1.5),
+            )
+        assert _wait_for(lambda: "delayed" in RAN, 5.0), "delayed job not run within 5 s"
+        assert -0.05 <= RAN["delayed"] - due < 1.0
+    finally:
+        runtime.stop(timeout=10)
+
+
+def test_a_delayed_message__is_sent_when_due_not_at_the_next_poll(wctx: AppContext) -> None:
+    """A message held back 1.5 s (a throttled or local-time broadcast send) goes out then."""
+    ctx = wctx
+    ws, dest = _workspace_and_destination(ctx)
+    runtime = Runtime(ctx, run_scheduler=False, run_jobs=False, poll_interval=10.0).start()
+    try:
+        time.sleep(0.5)
+        due = time.time() + 1.5
+        with ctx.transaction() as session:
+            not_before = ctx.clock.now() + timedelta(seconds=1.5)
+            outbox.enqueue(session, [OutboxItem(ws, dest, "later", {}, "test", not_before=not_before)])
+
+        def sent() -> bool:
+            with ctx.transaction(write=False) as session:
+                status = session.scalar(
+                    sa.select(OutboxMessage.status).where(OutboxMessage.idempotency_key == "later")
+                )
+            return status == "sent"
+
+        assert _wait_for(sent, 5.0), "delayed message not sent within 5 s"
+        assert time.time() - due < 1.0
+    finally:
+        runtime.stop(timeout=10)
+
+
 def test_a_retry_after_pause__holds_for_every_dispatcher(wctx: AppContext, tmp_path: Path) -> None:
     """Two dispatchers with nothing in common but the database (two AppContexts, as two processes)."""
     first = wctx

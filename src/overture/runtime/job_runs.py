@@ -132,6 +132,17 @@ def claim(
     return batch[0] if batch else None
 
 
+def next_due(ctx: AppContext, kinds: list[str] | None = None) -> datetime | None:
+    """When the earliest queued job becomes due (None: nothing queued): an idle job thread sleeps
+    until then rather than a whole poll interval (ix_jobs_due answers it from the index)."""
+    query = sa.select(sa.func.min(_jobs.c.run_at)).where(_jobs.c.status == _CLAIM[0])
+    if kinds is not None:
+        query = query.where(_jobs.c.kind.in_(kinds))
+    with ctx.engine.connect() as conn:
+        due: datetime | None = conn.execute(query).scalar()  # min() keeps the column's UTC type
+    return due
+
+
 def claim_batch(
     ctx: AppContext,
     worker: str,

@@ -532,6 +532,15 @@ def _release(ctx: AppContext, batch: Sequence[_Claimed], until: datetime) -> Non
         )
 
 
+def next_due(ctx: AppContext) -> datetime | None:
+    """When the earliest claimable message becomes due (None: none waits): an idle dispatcher
+    sleeps until then rather than a whole poll interval (a throttled or local-time send, a retry)."""
+    query = sa.select(sa.func.min(_table.c.next_attempt_at)).where(_table.c.status.in_(_CLAIM_FROM))
+    with ctx.engine.connect() as conn:
+        due: datetime | None = conn.execute(query).scalar()  # min() keeps the column's UTC type
+    return due
+
+
 def dispatch_once(
     ctx: AppContext,
     *,

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from overture.db import dialects
@@ -20,7 +20,7 @@ from overture.db.context import AppContext
 from overture.db.notify import bus
 from overture.runtime import outbox, retention, scheduler
 from overture.runtime.job_context import JobContext, heartbeat_seconds
-from overture.runtime.job_runs import claim_batch, drain, execute, job_context, release, worker_name
+from overture.runtime.job_runs import claim_batch, drain, execute, job_context, next_due, release, worker_name
 from overture.runtime.jobs import job_wakeup
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,10 @@ __all__ = ["Runtime", "run_once"]
 
 #: After an unexpected error (database unreachable...), a loop waits this long before trying again.
 ERROR_PAUSE_SECONDS = 2.0
+#: Due work that could not be claimed (a paused destination, rows held elsewhere) is retried this often.
+IDLE_RECHECK_SECONDS = 1.0
+#: Sleeping this much past a due time keeps a claim from landing a hair before it (clock rounding).
+DUE_SLACK_SECONDS = 0.005
 #: Retention sweeps run this often (each deletes a bounded number of batches per rule).
 RETENTION_INTERVAL_SECONDS = 300.0
 
@@ -180,7 +184,8 @@ class Runtime:
                 ),
             )
             if not batch:
-                if job_wakeup.wait(self._poll):
+                due = self._guarded("job due time", lambda: next_due(self.ctx, self.kinds))
+                if job_wakeup.wait(self._idle_seconds(due)):
                     job_wakeup.clear()
                 continue
             # Claimed jobs waiting their turn are heartbeated like the running one.
@@ -215,8 +220,22 @@ class Runtime:
                     self.ctx, limit=self.dispatch_limit, batch_size=self.batch_size, lease=self._outbox_lease
                 ),
             )
-            if not processed and outbox.outbox_wakeup.wait(self._poll):
+            if processed:
+                continue
+            due = self._guarded("outbox due time", lambda: outbox.next_due(self.ctx))
+            if outbox.outbox_wakeup.wait(self._idle_seconds(due)):
                 outbox.outbox_wakeup.clear()
+
+    def _idle_seconds(self, due: datetime | None) -> float:
+        """How long an idle loop sleeps: until the earliest waiting work is due (a delayed job, a
+        retry, a throttled send), at most the poll; an enqueue wakes it sooner. Work already due but
+        not claimable (a paused destination, rows another worker holds) is looked at every second."""
+        if due is None:
+            return self._poll
+        left = (due - self.ctx.clock.now()).total_seconds()
+        if left <= 0:
+            return min(IDLE_RECHECK_SECONDS, self._poll)
+        return min(left + DUE_SLACK_SECONDS, self._poll)
 
 
 def run_once(ctx: AppContext, *, max_rounds: int = 100) -> dict[str, int]:
