@@ -40,6 +40,7 @@ ACCEPTED: dict[str, str] = {
     "retention_outbox_days": "a whole number of days, 0 to keep forever",
     "retention_runs_days": "a whole number of days, 0 to keep forever",
     "retention_cap_sessions_days": "a whole number of days, 0 to keep forever",
+    "retention_event_ids_days": "a whole number of days, 0 to keep forever",
     "retention_batch": "a whole number from 10 to 100000",
     "rate_limit_key": "a whole number of requests per second, 0 for no limit",
     "rate_limit_address": "a whole number of requests per second, 0 for no limit",
@@ -162,6 +163,9 @@ class Settings(BaseSettings):
     )
     retention_cap_sessions_days: int = Field(
         default=30, ge=0, description="Per-session paywall cap counters are deleted this long after a change."
+    )
+    retention_event_ids_days: int = Field(
+        default=30, ge=0, description="Event ids are remembered (a retried batch stored once) this long."
     )
     retention_batch: int = Field(default=1000, ge=10, le=100_000, description="Rows per retention DELETE.")
     # Public keys ship in apps: their requests are rate-limited per key and per client address.

@@ -18,7 +18,7 @@ from overture.api.tasks import import_all
 from overture.auth import service as auth_service
 from overture.broadcasts.models import Broadcast, Execution, Recipient
 from overture.clock import FrozenClock
-from overture.data.models import EntityModel
+from overture.data.models import EntityModel, EventId
 from overture.db.context import AppContext
 from overture.delivery.messages import Message, Outcome
 from overture.delivery.models import Destination
@@ -338,3 +338,22 @@ def test_one_statement_deletes_at_most_one_batch(rctx: AppContext, monkeypatch: 
     assert _count(ctx, Job.__table__) == 35
     monkeypatch.setattr(retention, "MAX_BATCHES_PER_SWEEP", 100)
     assert retention.sweep(ctx)["jobs"] == 35  # the backlog goes over the next sweeps
+
+
+def test_event_ids__forgotten_after_the_idempotency_window__recent_ones_kept(rctx: AppContext) -> None:
+    """The event-id table grows with every identified event: ids past the window go (a retry that
+    late is stored again), ids inside it stay, so a retried batch is still stored once."""
+    ctx = rctx
+    now = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+    ctx.clock = FrozenClock(now)
+    with ctx.transaction() as session:
+        ws, _, _ = auth_service.bootstrap_workspace(session, "events")
+        for age in range(60):
+            session.add(
+                EventId(workspace_id=ws.id, event_id=f"e{age}", created_at=now - timedelta(days=age, hours=1))
+            )
+    assert ctx.settings.retention_event_ids_days == 30
+    assert retention.sweep(ctx)["event_ids"] == 30
+    with ctx.transaction(write=False) as session:
+        kept = set(session.scalars(sa.select(EventId.event_id)))
+    assert kept == {f"e{age}" for age in range(30)}

@@ -35,6 +35,8 @@ class EventId(Base):
     claim serves every events endpoint (`overture.data.events.first_seen`)."""
 
     __tablename__ = "event_ids"
+    # Retention deletes ids past the idempotency window (OVERTURE_RETENTION_EVENT_IDS_DAYS) by age.
+    __table_args__ = (sa.Index("ix_event_ids_created_at", "created_at"),)
 
     workspace_id: Mapped[str] = mapped_column(
         sa.String(36), sa.ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True

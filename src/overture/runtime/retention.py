@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from overture.config import Settings
+from overture.data.models import EventId
 from overture.db import dialects
 from overture.db.context import AppContext
 from overture.db.dialects import rowcount
@@ -140,6 +141,7 @@ def _walk(ctx: AppContext, rule: Rule, size: int) -> int:
 _jobs: sa.Table = Job.__table__  # type: ignore[assignment]
 _outbox: sa.Table = OutboxMessage.__table__  # type: ignore[assignment]
 _pauses: sa.Table = OutboxPause.__table__  # type: ignore[assignment]
+_event_ids: sa.Table = EventId.__table__  # type: ignore[assignment]
 
 
 def _finished_jobs(now: datetime, settings: Settings) -> sa.ColumnElement[bool] | None:
@@ -177,6 +179,14 @@ def _past_pauses(now: datetime, settings: Settings) -> sa.ColumnElement[bool]:
     return _pauses.c.paused_until < now - timedelta(days=1)
 
 
+def _old_event_ids(now: datetime, settings: Settings) -> sa.ColumnElement[bool] | None:
+    # The idempotency window of the events endpoints: a batch retried within it is stored once; an
+    # id older than it is forgotten (the events themselves stay in the data source).
+    cutoff = older_than(settings.retention_event_ids_days, now)
+    return None if cutoff is None else _event_ids.c.created_at < cutoff
+
+
 register(Rule("jobs", _jobs, _finished_jobs))
 register(Rule("outbox_messages", _outbox, _settled_messages))
 register(Rule("outbox_pauses", _pauses, _past_pauses))
+register(Rule("event_ids", _event_ids, _old_event_ids))
