@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, throwaway_pg_database
 
 pytestmark = pytest.mark.slow
 
@@ -86,15 +86,26 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Server]:
+def fuzz_database() -> Iterator[str | None]:
+    """A PostgreSQL database of the fuzzed server's own (PostgreSQL refuses more than SQLite does: fuzz
+    the production database when there is one). Not the suite's shared one: its destinations are
+    encrypted under other homes' keys, which this server's new key ring cannot open (exit 2)."""
+    if not PG_URL:
+        yield None
+        return
+    with throwaway_pg_database("overture_fuzz") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, fuzz_database: str | None) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("fuzz-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVERTURE_")}
     env.update(OVERTURE_HOME=str(home), OVERTURE_RUN_WORKERS="false")
-    if PG_URL:  # PostgreSQL refuses more than SQLite does: fuzz the production database when there is one
-        env["OVERTURE_DATABASE_URL"] = request.getfixturevalue("pg_database")
-    init = subprocess.run(
-        [BIN / "overture", "init", "--json"], env=env, capture_output=True, text=True, check=True
-    )
+    if fuzz_database:
+        env["OVERTURE_DATABASE_URL"] = fuzz_database
+    init = subprocess.run([BIN / "overture", "init", "--json"], env=env, capture_output=True, text=True)
+    assert init.returncode == 0, init.stderr
     creds = json.loads(init.stdout)
     port = _free_port()
     log = home / "serve.log"

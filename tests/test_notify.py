@@ -1,4 +1,5 @@
-"""Change notifications reach other processes' listeners on PostgreSQL, and stop promptly."""
+"""Change notifications reach other processes' listeners (PostgreSQL NOTIFY, SQLite's change_log
+relay), and their threads stop promptly."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import os
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from overture.db.notify import PG_CHANNEL, bus
+from overture.db.notify import CHANGE_LOG, PG_CHANNEL, SQLITE_POLL_SECONDS, bus
 
 PG_URL = os.environ.get("OVERTURE_TEST_POSTGRES_URL")
 
@@ -37,21 +39,38 @@ def test_listener__notify_from_another_connection__delivered_locally() -> None:
         engine.dispose()
 
 
-def test_listener__sqlite__no_thread() -> None:
-    engine = sa.create_engine("sqlite://")
-    before = set(threading.enumerate())
-    stop = bus.start_listening(engine)
+def test_relay__sqlite__another_engines_change_delivered__thread_stops(tmp_path: Path) -> None:
+    """Processes sharing a SQLite file hear each other through the change_log table (two engines on
+    one file stand for two processes); releasing the relay stops its thread."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    listening, writing = sa.create_engine(url), sa.create_engine(url)
+    CHANGE_LOG.metadata.create_all(listening)
+    topic = f"test-{uuid.uuid4().hex[:8]}"
+    received: list[str] = []
+    bus.subscribe(topic, received.append)
+    stop = bus.start_listening(listening)
+    relay = [t for t in threading.enumerate() if t.name == "overture-notify"]
     try:
-        started = set(threading.enumerate()) - before
-        assert not [t for t in started if t.name == "overture-notify"], started
+        assert relay, "no relay thread on SQLite"
+        with Session(writing) as session:
+            bus.publish_on_commit(session, topic, "ws-other")
+            session.commit()
+        received.clear()  # this process's own delivery after commit; the relay's comes next
+        deadline = time.monotonic() + 2 + SQLITE_POLL_SECONDS
+        while "ws-other" not in received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert received == ["ws-other"]
     finally:
         stop()
         stop()  # a no-op, safe to call twice
-        engine.dispose()
+        assert not any(t.is_alive() for t in relay)
+        listening.dispose()
+        writing.dispose()
 
 
 def test_publish_on_commit__sqlite__delivered_in_process_after_commit_only() -> None:
     engine = sa.create_engine("sqlite://")
+    CHANGE_LOG.metadata.create_all(engine)
     topic = f"test-{uuid.uuid4().hex[:8]}"
     received: list[str] = []
     bus.subscribe(topic, received.append)
@@ -68,5 +87,9 @@ def test_publish_on_commit__sqlite__delivered_in_process_after_commit_only() -> 
             assert received == []  # nothing before the commit
             session.commit()
         assert received == ["ws-1", "ws-2"]
+        # Other processes read the same two (and not the rolled-back one) from the change log.
+        with engine.connect() as conn:
+            logged = sorted(conn.scalars(sa.select(CHANGE_LOG.c.message)))
+        assert logged == [f"{topic}:ws-1", f"{topic}:ws-2"]
     finally:
         engine.dispose()
