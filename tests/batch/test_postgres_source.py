@@ -20,7 +20,7 @@ from overture.data.source import get_source
 from overture.db import migrate
 from overture.db.context import AppContext
 from tests.batch.conftest import Api
-from tests.conftest import PG_URL, create_workspace
+from tests.conftest import create_workspace, throwaway_pg_database
 
 SOURCES = [pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"]
 
@@ -40,25 +40,17 @@ def pg_ctx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield ctx
         ctx.close()
         return
-    assert PG_URL
-    name = f"overture_batch_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    data_url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    home = tmp_path_factory.mktemp("pg-batch")
-    settings = Settings(
-        home=home, database_url=f"sqlite:///{home / 'o.db'}", data_url=data_url, run_workers=False
-    )
-    ctx = AppContext.from_settings(settings)
-    migrate.upgrade(settings.resolved_database_url, ctx.engine)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_pg_database("overture_batch") as data_url:
+        home = tmp_path_factory.mktemp("pg-batch")
+        settings = Settings(
+            home=home, database_url=f"sqlite:///{home / 'o.db'}", data_url=data_url, run_workers=False
+        )
+        ctx = AppContext.from_settings(settings)
+        migrate.upgrade(settings.resolved_database_url, ctx.engine)
+        try:
+            yield ctx
+        finally:
+            ctx.close()
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@ models, records, events, segments, import and demo against a throwaway database.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from overture.api.app import create_app
@@ -21,7 +19,7 @@ from overture.data.source import get_source
 from overture.db import migrate
 from overture.db.context import AppContext
 from overture.errors import Invalid
-from tests.conftest import PG_URL, WorkspaceFixture, create_workspace
+from tests.conftest import WorkspaceFixture, create_workspace, throwaway_pg_database
 from tests.data.helpers import base, create_customers, create_model, numbered_customers
 
 pytestmark = pytest.mark.postgres
@@ -30,25 +28,17 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture(scope="module")
 def pg_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppContext]:
     """App state in SQLite, profile data in a fresh PostgreSQL database of its own."""
-    assert PG_URL
-    name = f"overture_data_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    data_url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    home = tmp_path_factory.mktemp("pg-source")
-    settings = Settings(
-        home=home, database_url=f"sqlite:///{home / 'overture.db'}", data_url=data_url, run_workers=False
-    )
-    ctx = AppContext.from_settings(settings)
-    migrate.upgrade(settings.resolved_database_url, ctx.engine)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_pg_database("overture_data") as data_url:
+        home = tmp_path_factory.mktemp("pg-source")
+        settings = Settings(
+            home=home, database_url=f"sqlite:///{home / 'overture.db'}", data_url=data_url, run_workers=False
+        )
+        ctx = AppContext.from_settings(settings)
+        migrate.upgrade(settings.resolved_database_url, ctx.engine)
+        try:
+            yield ctx
+        finally:
+            ctx.close()
 
 
 @pytest.fixture(scope="module")

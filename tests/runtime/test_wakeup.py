@@ -82,6 +82,14 @@ def _in_another_process(ctx: AppContext, code: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def _status(ctx: AppContext, idempotency_key: str) -> str | None:
+    with ctx.transaction(write=False) as session:
+        status: str | None = session.scalar(
+            sa.select(OutboxMessage.status).where(OutboxMessage.idempotency_key == idempotency_key)
+        )
+    return status
+
+
 def _wait_for(predicate: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -127,11 +135,7 @@ def test_a_message_enqueued_by_another_process__is_sent_well_before_the_poll(wct
         sent_at: list[float] = []
 
         def sent() -> bool:
-            with ctx.transaction(write=False) as session:
-                status = session.scalar(
-                    sa.select(OutboxMessage.status).where(OutboxMessage.idempotency_key == "pg-msg")
-                )
-            if status == "sent":
+            if _status(ctx, "pg-msg") == "sent":
                 sent_at.append(time.time())
                 return True
             return False
@@ -183,14 +187,7 @@ def test_a_delayed_message__is_sent_when_due_not_at_the_next_poll(wctx: AppConte
             not_before = ctx.clock.now() + timedelta(seconds=1.5)
             outbox.enqueue(session, [OutboxItem(ws, dest, "later", {}, "test", not_before=not_before)])
 
-        def sent() -> bool:
-            with ctx.transaction(write=False) as session:
-                status = session.scalar(
-                    sa.select(OutboxMessage.status).where(OutboxMessage.idempotency_key == "later")
-                )
-            return status == "sent"
-
-        assert _wait_for(sent, 5.0), "delayed message not sent within 5 s"
+        assert _wait_for(lambda: _status(ctx, "later") == "sent", 5.0), "delayed message not sent within 5 s"
         assert time.time() - due < 1.0
     finally:
         runtime.stop(timeout=10)

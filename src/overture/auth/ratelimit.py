@@ -98,7 +98,7 @@ class RateLimiter:
                 key = counts.get(subject)
                 if key is None:
                     key = counts[subject] = [0, 0, 0]
-                elif key[0] + key[1] + key[2] >= self._key_limit:
+                elif sum(key) >= self._key_limit:
                     return self._refusal("this key", self._key_limit, window, now)
             if by_address:
                 subject = "a:" + address[:150]  # type: ignore[index]
